@@ -1,0 +1,3 @@
+from umsrep.cli import main
+
+raise SystemExit(main())
