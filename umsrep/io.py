@@ -12,6 +12,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -20,6 +24,7 @@ def _atomic(path: Path, write: Callable[[Path], None], suffix: str = "") -> Path
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="umsrep",
+    version="0.1.0",
+    description="Unified Modality-Specific Representations for medical image analysis (Keras 3 / TensorFlow)",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["umsrep", "umsrep.*"]),
+    install_requires=[
+        "tensorflow>=2.16",  # Keras 3 era; CPU wheel (tensorflow-cpu) works the same
+        "keras>=3.3",
+        "keras-tuner>=1.4.7",
+        "tensorboard>=2.16",  # TF >= 2.21 no longer pulls it in
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+        "pydantic>=2.5",
+        "numpy>=1.26",
+        "scikit-learn>=1.3",
+        "scipy>=1.11",
+        "matplotlib>=3.8",
+        "rich>=13.0",
+        "pydicom>=2.4",
+        "pylibjpeg>=2.0",  # JPEG-compressed DICOM
+        "pylibjpeg-libjpeg>=2.1",
+    ],
+    extras_require={"test": ["pytest>=7.4"]},
+    entry_points={"console_scripts": ["umsrep=umsrep.cli:main"]},
+)

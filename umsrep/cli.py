@@ -1,0 +1,113 @@
+"""The ``umsrep`` command line. Imports nothing heavy at start-up: TensorFlow is loaded only by the commands
+that train or predict, so ``umsrep --help`` and ``umsrep validate`` answer fast.
+
+Expected failures (bad recipe, bad data, bad run directory) print one line ``umsrep: error: ...`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from umsrep import __version__
+from umsrep.errors import UmsrepError
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _quiet_tf():
+    # TensorFlow's C++ start-up banner is noise for a CLI user; an explicit user setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cmd_validate(args) -> int:
+    from umsrep.recipe import load_recipe
+
+    r = load_recipe(args.recipe, args.set)
+    tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} classes)" for n, t in r.tasks.items())
+    _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
+         f"{r.representation.kind}, tasks: {tasks}")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from umsrep.recipe import load_recipe, resolve_paths
+
+    recipe = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent)
+    _quiet_tf()
+    from umsrep.rundir import RunDir
+    from umsrep.train.fit import fit
+
+    run = RunDir.create(recipe.output.dir, recipe.name, args.out)
+    _log(f"run directory: {run.path}")
+    fit(recipe, run, log=_log)
+    _log(f"done: {run / RunDir.REPORT}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    _quiet_tf()
+    from umsrep.evaluate.runs import evaluate_run
+
+    evaluate_run(args.run_dir, log=_log)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    _quiet_tf()
+    from umsrep.predict import predict
+
+    predict(args.run_dir, args.inputs, args.out, batch_size=args.batch_size, log=_log)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="umsrep", description="Unified Modality-Specific Representations: train a "
+                                "shared encoder per imaging modality, attach light task heads.")
+    p.add_argument("--version", action="version", version=f"umsrep {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    f = sub.add_parser("fit", help="train and evaluate from a recipe")
+    f.add_argument("recipe", help="recipe YAML file")
+    f.add_argument("--out", help="run directory (new or empty); default <output.dir>/<name>-<time>")
+    f.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a recipe field, e.g. --set representation.epochs=2 (repeatable)")
+    f.set_defaults(func=cmd_fit)
+
+    v = sub.add_parser("validate", help="check a recipe without training")
+    v.add_argument("recipe")
+    v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    v.set_defaults(func=cmd_validate)
+
+    e = sub.add_parser("evaluate", help="re-evaluate a finished run on its held-out splits")
+    e.add_argument("run_dir")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="masks and class probabilities for new images (files, folders, DICOM)")
+    pr.add_argument("run_dir")
+    pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--batch-size", type=int, default=16)
+    pr.set_defaults(func=cmd_predict)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UmsrepError as e:
+        print(f"umsrep: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("umsrep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""From a recipe to arrays: load each data set once, split it once, and derive every task's targets.
+
+Tasks that use the top-level ``data`` share its split with the representation stage, so no test image is
+ever seen by the encoder. A task with its own ``data`` override gets its own data set and split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from umsrep.data.dataset import LoadedData, Skipped, load_dataset
+from umsrep.data.splits import check_classes_present, split_indices
+from umsrep.errors import DataError
+from umsrep.recipe import DataConfig, Recipe
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Source:
+    """One loaded data set with its split (indices into ``data``)."""
+
+    key: str
+    config: DataConfig
+    data: LoadedData
+    split: Dict[str, np.ndarray]
+
+    def names(self, which):
+        return [self.data.names[i] for i in self.split[which]]
+
+
+@dataclass
+class TaskData:
+    name: str
+    type: str
+    classes: List[str]
+    source: Source
+    index: Dict[str, np.ndarray]          # split -> rows of source.data usable by this task
+    targets: np.ndarray                   # per row of source.data: class id (cls) or label map (seg)
+    skipped: List[Skipped] = field(default_factory=list)
+
+    def arrays(self, which):
+        idx = self.index[which]
+        return self.source.data.images[idx], self.targets[idx]
+
+    def counts(self):
+        return {s: int(len(self.index[s])) for s in SPLITS}
+
+
+def _key(cfg: DataConfig) -> str:
+    d = cfg.model_dump(mode="json")
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
+    root = cfg.root
+    if cfg.synthetic is not None:
+        from umsrep.data.synthetic import make_ultrasound_dataset
+
+        s = cfg.synthetic
+        root = str(make_ultrasound_dataset(Path(workdir) / "data", n=s.n, size=s.size, seed=s.seed,
+                                           per_patient=s.per_patient))
+        log(f"synthetic {s.kind} data set: {s.n} images at {s.size}x{s.size} in {root}")
+    if not Path(root).is_dir():
+        raise DataError(f"{root}: data folder not found (data.root; set UMSREP_DATA for the shared data)")
+    data = load_dataset(root, cfg.images, cfg.masks, cfg.labels, image_size=tuple(cfg.image_size),
+                        channels=cfg.channels, filename_column=cfg.filename_column, label_column=cfg.label_column,
+                        group_by=cfg.group_by, on_bad_file=cfg.on_bad_file)
+    has_labels = any(lab is not None for lab in data.labels)
+    split = split_indices(len(data), labels=data.labels if has_labels else None,
+                          groups=data.groups if cfg.group_by else None, test=cfg.split.test, val=cfg.split.val,
+                          seed=seed, folds=cfg.split.folds, fold=cfg.split.fold)
+    log(f"data {root}: {len(data)} images (train {len(split['train'])}, val {len(split['val'])}, "
+        f"test {len(split['test'])}), {len(data.skipped)} skipped")
+    return Source(_key(cfg), cfg, data, split)
+
+
+def segmentation_targets(masks: np.ndarray, classes, mask_classes) -> np.ndarray:
+    """Raw label maps -> class-id maps (0 = background, i = classes[i-1]). One class without
+    ``mask_classes``: any non-zero pixel is foreground."""
+    if mask_classes is None:
+        return (masks > 0).astype(np.int32)
+    out = np.zeros(masks.shape, np.int32)
+    for i, c in enumerate(classes, start=1):
+        out[np.isin(masks, mask_classes[c])] = i
+    return out
+
+
+def task_data(name, task, source: Source) -> TaskData:
+    data, cfg = source.data, source.config
+    n = len(data)
+    skipped: List[Skipped] = []
+    if task.type == "segmentation":
+        if data.masks is None:
+            raise DataError(f"{cfg.root}: task {name!r} is a segmentation task but data.masks gives no masks")
+        usable = data.has_mask.copy()
+        targets = segmentation_targets(np.where(data.masks < 0, 0, data.masks), task.classes, task.mask_classes)
+    else:
+        ids = {c: i for i, c in enumerate(task.classes)}
+        usable = np.zeros(n, bool)
+        targets = np.full(n, -1, np.int32)
+        for i, lab in enumerate(data.labels):
+            if lab is None:
+                continue
+            if lab not in ids:
+                msg = f"label {lab!r} is not one of the classes of task {name!r} {task.classes}"
+                if cfg.on_bad_file == "error":
+                    raise DataError(f"{data.files[i]}: {msg}")
+                skipped.append(Skipped(data.files[i], msg))
+                continue
+            usable[i] = True
+            targets[i] = ids[lab]
+    index = {s: source.split[s][usable[source.split[s]]] for s in SPLITS}
+    for s in ("train", "test"):
+        if len(index[s]) == 0:
+            raise DataError(f"{cfg.root}: task {name!r} has no labelled sample in the {s} split")
+    if task.type == "classification":
+        check_classes_present([task.classes[t] for t in targets[index["train"]]], task.classes,
+                              f"the training split of task {name!r}")
+    return TaskData(name, task.type, list(task.classes), source, index, targets, skipped)
+
+
+def prepare(recipe: Recipe, workdir: Path, log=print):
+    """Load every data set the recipe needs (once each) -> (representation source, {task: TaskData})."""
+    sources: Dict[str, Source] = {}
+
+    def get(cfg):
+        k = _key(cfg)
+        if k not in sources:
+            sources[k] = load_source(cfg, recipe.seed, workdir, log)
+        return sources[k]
+
+    rep_source = get(recipe.data)
+    tasks = {name: task_data(name, t, get(recipe.task_data(name))) for name, t in recipe.tasks.items()}
+    return rep_source, tasks, sources

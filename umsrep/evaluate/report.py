@@ -1,0 +1,86 @@
+"""``report.md``: the run's tables in readable Markdown, rendered from ``metrics.json`` alone."""
+
+from __future__ import annotations
+
+CLS_KEYS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "sensitivity", "specificity")
+SEG_KEYS = ("dice", "iou", "pixel_accuracy")
+
+
+def _fmt(v):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(m: dict) -> str:
+    run = m.get("run", {})
+    out = [f"# umsrep run `{run.get('name', '?')}`", "",
+           f"Modality **{run.get('modality')}**, representation **{run.get('representation')}**, strategy "
+           f"**{run.get('strategy')}**, total wall time {run.get('wall_time_s')} s, umsrep "
+           f"{run.get('umsrep_version')}. All metrics are on held-out splits (the test split was never used "
+           f"for training, early stopping or model selection).", ""]
+
+    data = m.get("data", {})
+    out += ["## Data", ""]
+    out.append(_table(["data set", "root", "images", "train", "val", "test", "skipped files"],
+                      [[k, s["root"], s["images"], s["train"], s["val"], s["test"], len(s["skipped"])]
+                       for k, s in data.get("sources", {}).items()]))
+    out += ["", _table(["task", "train", "val", "test", "skipped"],
+                       [[n, t["train"], t["val"], t["test"], len(t["skipped"])]
+                        for n, t in data.get("tasks", {}).items()]), ""]
+    skipped = [s for src in data.get("sources", {}).values() for s in src["skipped"]]
+    skipped += [s for t in data.get("tasks", {}).values() for s in t["skipped"]]
+    if skipped:
+        out += ["### Skipped files", ""] + [f"- `{s['file']}`: {s['reason']}" for s in skipped] + [""]
+
+    params = m.get("parameters", {})
+    out += ["## Training", ""]
+    out.append(_table(["stage", "trainable params", "total params", "epochs", "best epoch", "early stop",
+                       "wall time (s)"],
+                      [[n, s["parameters"]["trainable"], s["parameters"]["total"], s["epochs_run"], s["best_epoch"],
+                        "yes" if s["stopped_early"] else "no", s["wall_time_s"]]
+                       for n, s in m.get("stages", {}).items()]))
+    if params:
+        out += ["", f"Encoder {params['encoder']:,} parameters; heads "
+                + ", ".join(f"{h} {n:,}" for h, n in params["heads"].items())
+                + f"; saved multi-head model {params['model_total']:,}.", ""]
+
+    out += ["## Results", ""]
+    for name, t in m.get("tasks", {}).items():
+        if t["type"] == "classification":
+            out += [f"### {name} (classification: {', '.join(t['classes'])})", ""]
+            out.append(_table(["split", "n"] + list(CLS_KEYS),
+                              [[s, t[s]["n"]] + [t[s].get(k) for k in CLS_KEYS] for s in ("val", "test") if s in t]))
+            if "test" in t:
+                cm = t["test"]["confusion_matrix"]
+                out += ["", "Test confusion matrix (rows: true, columns: predicted):", "",
+                        _table(["true \\ pred"] + t["classes"], [[c] + row for c, row in zip(t["classes"], cm)])]
+                out += ["", _table(["class", "precision", "recall (sens.)", "specificity", "f1", "roc_auc", "support"],
+                                   [[c, v.get("precision"), v.get("recall"), v.get("specificity"), v.get("f1"),
+                                     v.get("roc_auc"), v.get("support")] for c, v in t["test"]["per_class"].items()])]
+        elif t["type"] == "segmentation":
+            out += [f"### {name} (segmentation: {', '.join(t['classes'])})", ""]
+            out.append(_table(["split", "n"] + list(SEG_KEYS),
+                              [[s, t[s]["n"]] + [t[s].get(k) for k in SEG_KEYS] for s in ("val", "test") if s in t]))
+            if "test" in t and len(t["classes"]) > 1:
+                out += ["", _table(["class", "dice", "iou", "dice (pooled pixels)"],
+                                   [[c, v.get("dice"), v.get("iou"), v.get("dice_global")]
+                                    for c, v in t["test"]["per_class"].items()])]
+            out += ["", "Dice/IoU are per-image means (an image with empty truth and empty prediction scores 1)."]
+        elif t["type"] == "denoising" and "test" in t:
+            out += ["### denoise (representation's denoising output, test split)", ""]
+            out.append(_table(["noise", "PSNR noisy", "PSNR denoised", "SSIM noisy", "SSIM denoised",
+                               "MS-SSIM noisy", "MS-SSIM denoised"],
+                              [[lv, v["noisy"]["psnr"], v["denoised"]["psnr"], v["noisy"]["ssim"],
+                                v["denoised"]["ssim"], v["noisy"]["ms_ssim"], v["denoised"]["ms_ssim"]]
+                               for lv, v in t["test"].items()]))
+        out.append("")
+    return "\n".join(out) + "\n"

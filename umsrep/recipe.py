@@ -1,0 +1,398 @@
+"""The recipe: one YAML file that describes a whole run, validated by one pydantic schema.
+
+Everything that reads a recipe goes through :func:`load_recipe` (file) or :func:`parse_recipe` (dict), so
+``${ENV}`` expansion, ``--set`` overrides and error formatting happen in exactly one place. Unknown keys are
+rejected; every error is reported as one line naming the recipe file, the field path and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from umsrep.errors import RecipeError
+
+# --------------------------------------------------------------------------------------------------- schema
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(Strict):
+    test: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of samples (groups) held out for testing")
+    val: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the rest used for validation")
+    folds: Optional[int] = Field(None, ge=2, description="k-fold: test = fold `fold` of k (overrides `test`)")
+    fold: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _fold_in_range(self):
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"fold must be < folds ({self.folds})")
+        return self
+
+
+class SyntheticConfig(Strict):
+    kind: Literal["ultrasound"] = "ultrasound"
+    n: int = Field(240, ge=12)
+    size: int = Field(64, ge=16, le=1024)
+    seed: int = 0
+    per_patient: int = Field(2, ge=1)
+
+
+Normalization = Literal["none", "image_mean", "image_zscore", "dataset_zscore"]
+
+
+class DataConfig(Strict):
+    root: Optional[str] = Field(None, description="data folder; ${ENV} and ${ENV:-default} are expanded")
+    synthetic: Optional[SyntheticConfig] = Field(
+        None, description="generate the embedded synthetic ultrasound set into <run>/data instead of reading root")
+    images: str = "images"
+    masks: Optional[str] = "masks"
+    labels: Optional[str] = "labels.csv"
+    filename_column: str = "filename"
+    label_column: str = "label"
+    group_by: Optional[str] = Field(None, description="labels-CSV column keeping a patient in one split")
+    image_size: Tuple[int, int] = (256, 256)
+    channels: Literal[1, 3] = 1
+    normalization: Normalization = "dataset_zscore"
+    on_bad_file: Literal["error", "skip"] = "error"
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _size(cls, v):
+        if isinstance(v, int):
+            v = (v, v)
+        if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(i, int) and 8 <= i <= 4096 for i in v):
+            return tuple(v)
+        raise ValueError("expected an integer or [height, width], each 8..4096")
+
+    @model_validator(mode="after")
+    def _root_or_synthetic(self):
+        if self.root is None and self.synthetic is None:
+            raise ValueError("give either `root` (a data folder) or `synthetic`")
+        return self
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd/rmsprop momentum")
+    weight_decay: Optional[float] = Field(None, ge=0)
+
+
+class PlateauConfig(Strict):
+    kind: Literal["plateau", "constant"] = "plateau"
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(3, ge=1)
+    min_lr: float = Field(1e-6, ge=0)
+
+
+class EarlyStoppingConfig(Strict):
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+
+class TrainConfig(Strict):
+    """Training settings shared by the representation stage and every head."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(16, ge=1)
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="default: ceil(n_train / batch_size)")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    lr_schedule: PlateauConfig = Field(default_factory=PlateauConfig)
+    early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig)
+
+
+class NoiseSpec(Strict):
+    kind: Literal["gaussian", "poisson", "speckle"]
+    levels: List[float] = Field(min_length=1, description="gaussian/speckle: sigma; poisson: peak photon count")
+
+    @field_validator("levels")
+    @classmethod
+    def _positive(cls, v):
+        if any(x <= 0 for x in v):
+            raise ValueError("noise levels must be > 0")
+        return v
+
+
+def _default_noise():
+    return [NoiseSpec(kind="gaussian", levels=[0.05, 0.1]), NoiseSpec(kind="poisson", levels=[30.0]),
+            NoiseSpec(kind="speckle", levels=[0.2])]
+
+
+class RepresentationConfig(TrainConfig):
+    kind: Literal["denoising_autoencoder", "supervised"] = "denoising_autoencoder"
+    filters: Optional[List[int]] = Field(None, min_length=1, description="encoder widths (default: denoising "
+                                         "autoencoder [32, 64, 128, 256]; supervised [32, 64, 64, 128, 128, 128])")
+    dilation: int = Field(2, ge=1, description="supervised dilated CNN: dilation rate of `dilated_layers`")
+    dilated_layers: List[int] = Field(default_factory=lambda: [4, 5, 6])
+    pool_after: List[int] = Field(default_factory=lambda: [1, 2, 3],
+                                  description="supervised dilated CNN: 2x2 max-pool after these conv layers")
+    dropout: float = Field(0.5, ge=0, lt=1)
+    noise: List[NoiseSpec] = Field(default_factory=_default_noise)
+    task: Optional[str] = Field(None, description="supervised: the task trained with the encoder "
+                                                  "(default: the classification task with most labels)")
+    init_from: Optional[str] = Field(None, description="load a trained encoder (run dir or encoder folder) "
+                                                       "instead of training one")
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="rmsprop", learning_rate=1e-3))
+
+    @field_validator("filters")
+    @classmethod
+    def _filters(cls, v):
+        if v is not None and any(f < 1 for f in v):
+            raise ValueError("filters must be positive integers")
+        return v
+
+
+LossName = Literal["auto", "dice_ce", "dice", "ce", "jaccard_ce", "jaccard"]  # = umsrep.models.losses.LOSSES
+
+
+class LossConfig(Strict):
+    name: LossName = Field("auto", description="auto = dice_ce for segmentation, ce for classification")
+    overlap_weight: float = Field(1.0, ge=0, description="weight of the Dice/Jaccard term (seeds: 20 Dice, 3 Jaccard)")
+    ce_weight: float = Field(1.0, ge=0)
+    smooth: float = Field(1.0, ge=0)
+
+
+class HeadConfig(Strict):
+    filters: Optional[List[int]] = Field(None, description="segmentation decoder widths, deepest first "
+                                                           "(default: the encoder's, mirrored)")
+    skips: bool = Field(False, description="segmentation: concatenate encoder features (U-Net style)")
+    units: int = Field(128, ge=1, description="classification: Dense width")
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+class TaskConfig(TrainConfig):
+    type: Literal["segmentation", "classification"]
+    classes: List[str] = Field(min_length=1)
+    mask_classes: Optional[Dict[str, List[int]]] = Field(
+        None, description="segmentation: class -> mask pixel values (default: one class = any non-zero pixel)")
+    loss: LossConfig = Field(default_factory=LossConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    data: Optional[Dict[str, Any]] = Field(None, description="overrides of the top-level `data` for this task "
+                                                             "(tasks may come from other files/datasets)")
+    threshold: float = Field(0.5, gt=0, lt=1, description="binary segmentation threshold")
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_str(cls, v):
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("class names must be unique")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.type == "classification" and len(self.classes) < 2:
+            raise ValueError("a classification task needs at least 2 classes")
+        if self.mask_classes is not None:
+            if self.type != "segmentation":
+                raise ValueError("mask_classes is only for segmentation tasks")
+            missing = [c for c in self.classes if c not in self.mask_classes]
+            extra = [c for c in self.mask_classes if c not in self.classes]
+            if missing or extra:
+                raise ValueError(f"mask_classes keys must be the task classes {self.classes}")
+        elif self.type == "segmentation" and len(self.classes) > 1:
+            raise ValueError("a segmentation task with several classes needs mask_classes (class -> pixel values)")
+        return self
+
+
+class StrategyConfig(Strict):
+    kind: Literal["independent"] = Field(
+        "independent", description="independent: encoder frozen, one optimizer per head")
+
+
+class OutputConfig(Strict):
+    dir: str = Field("runs", description="parent folder of run directories (`--out` overrides)")
+    tensorboard: bool = True
+
+
+class Recipe(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    modality: str = Field(min_length=1, description="e.g. ultrasound, cxr, cmr, doppler")
+    data: DataConfig
+    representation: RepresentationConfig = Field(default_factory=RepresentationConfig)
+    tasks: Dict[str, TaskConfig] = Field(min_length=1)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names(cls, v):
+        for name in v:
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name):
+                raise ValueError(f"task name {name!r} must start with a letter and use letters, digits, _")
+            if name == "denoise":
+                raise ValueError("task name 'denoise' is reserved for the denoising output")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self):
+        rep = self.representation
+        if rep.kind == "supervised" and rep.init_from is None:
+            cls_tasks = [n for n, t in self.tasks.items() if t.type == "classification"]
+            if rep.task is None:
+                if not cls_tasks:
+                    raise ValueError("representation.kind=supervised needs a classification task")
+            elif rep.task not in cls_tasks:
+                raise ValueError(f"representation.task must name a classification task, one of {cls_tasks}")
+        for name, t in self.tasks.items():
+            if t.data is not None:
+                try:
+                    DataConfig(**{**self.data.model_dump(), **t.data})
+                except ValidationError as e:
+                    raise ValueError(f"tasks.{name}.data: {_first_message(e)}") from None
+        return self
+
+    # -- helpers used by the trainer -------------------------------------------------------------
+    def task_data(self, task: str) -> DataConfig:
+        t = self.tasks[task]
+        if not t.data:
+            return self.data
+        return DataConfig(**{**self.data.model_dump(), **t.data})
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str, where: str = "") -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``; an unset UMSREP_DATA means :func:`umsrep.paths.data_root`."""
+
+    def repl(m):
+        var, default = m.group(1), m.group(2)
+        if var in os.environ:
+            return os.environ[var]
+        if default is not None:
+            return default
+        if var == "UMSREP_DATA":
+            from umsrep.paths import data_root
+
+            return str(data_root())
+        raise RecipeError(f"{where}: environment variable {var} is not set (use ${{{var}:-default}})")
+
+    return _ENV.sub(repl, value)
+
+
+def _expand_tree(obj, path=""):
+    if isinstance(obj, dict):
+        return {k: _expand_tree(v, f"{path}.{k}" if path else str(k)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_expand_tree(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, str) and "${" in obj:
+        return expand_env(obj, path)
+    return obj
+
+
+def apply_overrides(raw: dict, overrides: List[str], source: str = "--set") -> dict:
+    """Apply ``key.path=value`` overrides; values are parsed as YAML scalars/lists."""
+    raw = copy.deepcopy(raw)
+    for item in overrides or []:
+        if "=" not in item:
+            raise RecipeError(f"{source} {item!r}: expected key.path=value")
+        key, value = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise RecipeError(f"{source} {item!r}: empty key")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        node = raw
+        for p in parts[:-1]:
+            nxt = node.get(p) if isinstance(node, dict) else None
+            if nxt is None:
+                nxt = {}
+                node[p] = nxt
+            if not isinstance(nxt, dict):
+                raise RecipeError(f"{source} {key}: {p!r} is not a section")
+            node = nxt
+        node[parts[-1]] = parsed
+    return raw
+
+
+def _loc(loc) -> str:
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def _first_message(e: ValidationError) -> str:
+    return "; ".join(_format_error(err) for err in e.errors()[:3])
+
+
+def _format_error(err) -> str:
+    loc = _loc(tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))))
+    typ, msg = err["type"], err["msg"]
+    if typ == "extra_forbidden":
+        text = "unknown field"
+    elif typ == "missing":
+        text = "required field is missing"
+    else:
+        msg = msg.replace("Value error, ", "")
+        inp = err.get("input")
+        shown = "" if isinstance(inp, (dict, list)) or inp is None else f", got {inp!r}"
+        text = f"{msg}{shown}"
+    return f"{loc}: {text}" if loc else text
+
+
+def parse_recipe(raw: Any, source: str = "recipe", overrides: Optional[List[str]] = None) -> Recipe:
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{source}: expected a YAML mapping at the top level")
+    raw = apply_overrides(raw, overrides or [])
+    raw = _expand_tree(raw)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise RecipeError(f"{source}: {_first_message(e)}") from None
+
+
+def load_recipe(path, overrides: Optional[List[str]] = None) -> Recipe:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except OSError as e:
+        raise RecipeError(f"{path}: cannot read recipe ({e.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
+    recipe = parse_recipe(raw, str(path), overrides)
+    return recipe
+
+
+def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    """Make relative data roots relative to ``base`` (the folder the recipe file is in, or the CWD)."""
+    r = recipe.model_copy(deep=True)
+    if r.data.root is not None and not os.path.isabs(r.data.root):
+        candidate = (Path.cwd() / r.data.root)
+        r.data.root = str(candidate if candidate.exists() else (base / r.data.root))
+    return r
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
