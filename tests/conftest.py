@@ -1,19 +1,16 @@
-"""Shared test helpers: where the real (non-repository) data sets live."""
+"""Shared test helpers: where the real (non-repository) data sets live, and a tiny trained run."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from umsrep.paths import data_root  # the one place that knows UMSREP_DATA and its default
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-
-def data_root() -> Path:
-    """The real-data folder: ``$UMSREP_DATA``, default ``../shared/data`` relative to the repository root."""
-    env = os.environ.get("UMSREP_DATA")
-    return Path(env).expanduser() if env else (REPO_ROOT.parent / "shared" / "data")
+__all__ = ["REPO_ROOT", "data_root"]
 
 
 @pytest.fixture
@@ -21,5 +18,45 @@ def real_data() -> Path:
     """The real-data root; skips the test when it is absent."""
     root = data_root()
     if not root.is_dir():
-        pytest.skip(f"real data not found at {root}; set UMSREP_DATA")
+        pytest.skip(f"real data not found at {root}; set UMSREP_DATA to the shared data folder")
     return root
+
+
+TINY_RECIPE = """
+name: tiny
+seed: 3
+modality: ultrasound
+data:
+  synthetic: {kind: ultrasound, n: 36, size: 32, seed: 1, per_patient: 2}
+  image_size: 32
+  group_by: patient
+  split: {test: 0.25, val: 0.2}
+representation:
+  kind: denoising_autoencoder
+  filters: [8, 16, 16, 32]
+  noise: [{kind: gaussian, levels: [0.1]}, {kind: speckle, levels: [0.2]}]
+  epochs: 2
+  batch_size: 8
+tasks:
+  lesion: {type: segmentation, classes: [lesion], epochs: 2, batch_size: 8}
+  diagnosis: {type: classification, classes: [benign, malignant, normal], epochs: 2, batch_size: 8,
+              head: {units: 16}}
+output: {tensorboard: true}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe_file(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("recipes") / "tiny.yaml"
+    p.write_text(TINY_RECIPE)
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_recipe_file, tmp_path_factory) -> Path:
+    """One tiny `umsrep fit` through the real CLI, shared by the end-to-end tests."""
+    from umsrep.cli import main
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out)]) == 0
+    return out

@@ -27,7 +27,11 @@ def _quiet_tf():
 def cmd_validate(args) -> int:
     from umsrep.recipe import load_recipe
 
+    from umsrep.models.encoder_io import read_preprocessing
+
     r = load_recipe(args.recipe, args.set)
+    if r.representation.init_from:
+        read_preprocessing(r.representation.init_from, r)
     tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} classes)" for n, t in r.tasks.items())
     _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
          f"{r.representation.kind}, tasks: {tasks}")
@@ -37,7 +41,11 @@ def cmd_validate(args) -> int:
 def cmd_fit(args) -> int:
     from umsrep.recipe import load_recipe, resolve_paths
 
+    from umsrep.models.encoder_io import read_preprocessing
+
     recipe = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent)
+    if recipe.representation.init_from:  # refuse a mismatching encoder before anything is written
+        read_preprocessing(recipe.representation.init_from, recipe)
     _quiet_tf()
     from umsrep.rundir import RunDir
     from umsrep.train.fit import fit

@@ -247,9 +247,9 @@ class Recipe(Strict):
             cls_tasks = [n for n, t in self.tasks.items() if t.type == "classification"]
             if rep.task is None:
                 if not cls_tasks:
-                    raise ValueError("representation.kind=supervised needs a classification task")
+                    raise ValueError("representation.kind: supervised needs a classification task in `tasks`")
             elif rep.task not in cls_tasks:
-                raise ValueError(f"representation.task must name a classification task, one of {cls_tasks}")
+                raise ValueError(f"representation.task: must name a classification task, one of {cls_tasks}")
         for name, t in self.tasks.items():
             if t.data is not None:
                 try:

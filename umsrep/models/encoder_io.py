@@ -47,12 +47,8 @@ def check_preprocessing(saved: dict, recipe, where="representation.init_from") -
         raise RecipeError(f"{where}: encoder preprocessing does not match the recipe: " + ", ".join(diffs))
 
 
-def load_encoder(path, recipe=None):
-    """Load an encoder folder; with ``recipe``, refuse a modality/preprocessing mismatch."""
-    import keras
-
-    import umsrep.models.layers  # noqa: F401  (register custom layers)
-
+def read_preprocessing(path, recipe=None):
+    """The encoder folder and its preprocessing card; with ``recipe``, refuse a mismatch. Cheap: no TF."""
     folder = find_encoder_folder(path)
     try:
         pre = json.loads((folder / PREPROC_FILE).read_text())
@@ -60,4 +56,14 @@ def load_encoder(path, recipe=None):
         raise RecipeError(f"{folder / PREPROC_FILE}: invalid JSON ({e.msg})") from None
     if recipe is not None:
         check_preprocessing(pre, recipe)
+    return folder, pre
+
+
+def load_encoder(path, recipe=None):
+    """Load an encoder folder; with ``recipe``, refuse a modality/preprocessing mismatch."""
+    import keras
+
+    import umsrep.models.layers  # noqa: F401  (register custom layers)
+
+    folder, pre = read_preprocessing(path, recipe)
     return keras.models.load_model(folder / ENCODER_FILE), pre
