@@ -104,3 +104,18 @@ def test_real_busi_loads(real_data, tmp_path):
     for s in ("train", "test"):
         labs = [rep.data.labels[i] for i in rep.split[s]]
         assert abs(labs.count("malignant") / len(labs) - 210 / 780) < 0.03
+
+
+def test_task_with_its_own_data(synth, tmp_path):
+    """Tasks may come from other files: a data override gives that task its own data set and split."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(synth, other)
+    shutil.rmtree(other / "masks")
+    r = _recipe(synth, dx={"type": "classification", "classes": ["benign", "malignant", "normal"],
+                           "data": {"root": str(other), "masks": None}})
+    rep, tasks, sources = prepare(r, tmp_path, log=lambda *_: None)
+    assert len(sources) == 2
+    assert tasks["lesion"].source is rep and tasks["dx"].source is not rep
+    assert tasks["dx"].source.data.masks is None and tasks["dx"].source.config.root == str(other)

@@ -52,7 +52,9 @@ def cmd_fit(args) -> int:
 
     run = RunDir.create(recipe.output.dir, recipe.name, args.out)
     _log(f"run directory: {run.path}")
-    fit(recipe, run, log=_log)
+    from umsrep.console import print_summary
+
+    print_summary(fit(recipe, run, log=_log))
     _log(f"done: {run / RunDir.REPORT}")
     return 0
 
@@ -61,7 +63,9 @@ def cmd_evaluate(args) -> int:
     _quiet_tf()
     from umsrep.evaluate.runs import evaluate_run
 
-    evaluate_run(args.run_dir, log=_log)
+    from umsrep.console import print_summary
+
+    print_summary(evaluate_run(args.run_dir, log=_log))
     return 0
 
 
