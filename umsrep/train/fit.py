@@ -55,9 +55,9 @@ def build_head(task_name, task, spec, input_size):
                                 skips=h.skips, units=h.units, dropout=h.dropout)
 
 
-def run_meta(recipe: Recipe, pre: dict, has_denoise: bool, status: str) -> dict:
+def run_meta(recipe: Recipe, pre: dict, has_denoise: bool, status: str, created: str) -> dict:
     return {"umsrep_version": umsrep.__version__, "name": recipe.name, "modality": recipe.modality,
-            "status": status, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "preprocessing": pre,
+            "status": status, "created": created, "preprocessing": pre,
             "tasks": {n: {"type": t.type, "classes": list(t.classes), "threshold": t.threshold}
                       for n, t in recipe.tasks.items()},
             "denoise": has_denoise,
@@ -67,6 +67,7 @@ def run_meta(recipe: Recipe, pre: dict, has_denoise: bool, status: str) -> dict:
 
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
     t_run = time.perf_counter()
+    created = time.strftime("%Y-%m-%dT%H:%M:%S")
     keras.utils.set_random_seed(recipe.seed)
     run.write_text(RunDir.RECIPE, dump_recipe(recipe))
     rep = recipe.representation
@@ -142,7 +143,7 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
 
     full = attach(encoder, heads)
     save_keras(full, run.model_path)
-    run.write_json(RunDir.RUN, run_meta(recipe, pre, "denoise" in heads, "trained"))
+    run.write_json(RunDir.RUN, run_meta(recipe, pre, "denoise" in heads, "trained", created))
     log(f"model saved: {run.model_path} ({full.count_params():,} parameters)")
 
     metrics = evaluate_model(full, recipe, tasks, rep_source, log=log)
@@ -161,6 +162,6 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
                       "wall_time_s": round(time.perf_counter() - t_run, 2), "umsrep_version": umsrep.__version__}
     run.write_json(RunDir.METRICS, metrics)
     run.write_text(RunDir.REPORT, render_markdown(metrics))
-    run.write_json(RunDir.RUN, {**run_meta(recipe, pre, "denoise" in heads, "complete"),
+    run.write_json(RunDir.RUN, {**run_meta(recipe, pre, "denoise" in heads, "complete", created),
                                 "wall_time_s": metrics["run"]["wall_time_s"]})
     return metrics
