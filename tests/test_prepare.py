@@ -119,3 +119,10 @@ def test_task_with_its_own_data(synth, tmp_path):
     assert len(sources) == 2
     assert tasks["lesion"].source is rep and tasks["dx"].source is not rep
     assert tasks["dx"].source.data.masks is None and tasks["dx"].source.config.root == str(other)
+
+
+def test_segmentation_class_missing_from_training_masks(synth, tmp_path):
+    r = _recipe(synth, lesion={"type": "segmentation", "classes": ["lesion", "calcification"],
+                               "mask_classes": {"lesion": [255], "calcification": [128]}})
+    with pytest.raises(DataError, match="class 'calcification' has no sample in the training split of task 'lesion'"):
+        prepare(r, tmp_path, log=lambda *_: None)

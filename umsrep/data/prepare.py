@@ -121,8 +121,11 @@ def task_data(name, task, source: Source) -> TaskData:
         if len(index[s]) == 0:
             raise DataError(f"{cfg.root}: task {name!r} has no labelled sample in the {s} split")
     if task.type == "classification":
-        check_classes_present([task.classes[t] for t in targets[index["train"]]], task.classes,
-                              f"the training split of task {name!r}")
+        train_labels = [task.classes[t] for t in targets[index["train"]]]
+    else:  # a segmentation class must have pixels in some training mask
+        present = np.unique(targets[index["train"]])
+        train_labels = [task.classes[v - 1] for v in present if v > 0]
+    check_classes_present(train_labels, task.classes, f"the training split of task {name!r}")
     return TaskData(name, task.type, list(task.classes), source, index, targets, skipped)
 
 
