@@ -210,9 +210,57 @@ class TaskConfig(TrainConfig):
         return self
 
 
-class StrategyConfig(Strict):
-    kind: Literal["independent"] = Field(
-        "independent", description="independent: encoder frozen, one optimizer per head")
+WeightingName = Literal["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad"]  # = umsrep.train.weighting.WEIGHTINGS
+
+
+class WeightingConfig(Strict):
+    """Loss weighting of the `joint` strategy; each method reads only its own fields."""
+
+    method: WeightingName = "fixed"
+    weights: Optional[Dict[str, float]] = Field(
+        None, description="fixed: weight per task (default 1); gradnorm/dwa: initial weights")
+    alpha: float = Field(1.5, ge=0, description="gradnorm: restoring-force asymmetry")
+    learning_rate: float = Field(0.025, gt=0, description="gradnorm: learning rate of the task weights")
+    temperature: float = Field(2.0, gt=0, description="dwa: softmax temperature")
+
+    @field_validator("weights")
+    @classmethod
+    def _nonneg(cls, v):
+        if v is not None and any(w < 0 for w in v.values()):
+            raise ValueError("task weights must be >= 0")
+        return v
+
+
+class StrategyConfig(TrainConfig):
+    """How the heads are fine-tuned on the trained representation.
+
+    ``independent`` uses each task's own training settings. ``alternating`` and ``joint`` train the encoder
+    and the heads together for ``epochs`` of this section (an epoch = every task's steps per epoch);
+    ``alternating`` uses each task's own optimizer, ``joint`` this section's ``optimizer``.
+    """
+
+    kind: Literal["independent", "alternating", "joint"] = Field(
+        "independent", description="independent: encoder frozen, one optimizer per head; alternating: switch "
+                                   "task batches at `ratios`, encoder updated; joint: one weighted loss")
+    ratios: Union[Literal["auto"], Dict[str, int]] = Field(
+        "auto", description="alternating: consecutive batches per task (auto: proportional to training "
+                            "examples, Luong et al. 2015)")
+    weighting: WeightingConfig = Field(default_factory=WeightingConfig)
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam", learning_rate=1e-4))
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v):
+        if isinstance(v, dict) and any(n < 1 for n in v.values()):
+            raise ValueError("ratios must be integers >= 1 (batches per turn)")
+        return v
+
+
+class DistributeConfig(Strict):
+    strategy: Literal["default", "one_device", "mirrored", "multi_worker"] = Field(
+        "default", description="tf.distribute strategy; multi_worker reads TF_CONFIG")
+    devices: Optional[List[str]] = Field(None, description="one_device/mirrored: device names "
+                                                           "(default: all GPUs, else the CPU)")
 
 
 class OutputConfig(Strict):
@@ -228,6 +276,7 @@ class Recipe(Strict):
     representation: RepresentationConfig = Field(default_factory=RepresentationConfig)
     tasks: Dict[str, TaskConfig] = Field(min_length=1)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    distribute: DistributeConfig = Field(default_factory=DistributeConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("tasks")
@@ -250,6 +299,12 @@ class Recipe(Strict):
                     raise ValueError("representation.kind: supervised needs a classification task in `tasks`")
             elif rep.task not in cls_tasks:
                 raise ValueError(f"representation.task: must name a classification task, one of {cls_tasks}")
+        st = self.strategy
+        for field_name, named in (("strategy.ratios", st.ratios if isinstance(st.ratios, dict) else None),
+                                  ("strategy.weighting.weights", st.weighting.weights)):
+            unknown = sorted(set(named or {}) - set(self.tasks))
+            if unknown:
+                raise ValueError(f"{field_name}: unknown task {unknown[0]!r}; tasks are {sorted(self.tasks)}")
         for name, t in self.tasks.items():
             if t.data is not None:
                 try:

@@ -1,10 +1,21 @@
-"""The training engine: one custom step (``tf.GradientTape`` + our own optimizer call) for every stage.
+"""The training engine: one custom step loop (``tf.GradientTape`` + our own optimizer calls) for every stage
+and every fine-tuning strategy, run under any ``tf.distribute`` strategy.
 
-A *stage* trains a chosen set of variables of a model against one loss: the representation stage (encoder +
-denoising decoder, or encoder + the supervised task's head) and each head stage of the independent strategy
-(head variables only, encoder frozen). Loss weighting and other strategies plug into :class:`Stage` rather
-than into ``compile(loss_weights=...)``. Per stage: early stopping and reduce-LR-on-plateau on the validation
-loss (training loss when there is no validation split), best weights restored, TensorBoard scalars.
+A :class:`TaskStream` is one task's model (image -> that head's output, sharing the encoder), loss and data.
+A *trainer* decides which variables each batch updates:
+
+- :class:`SingleTask`: one stream, one optimizer, a chosen variable set — the representation stage (encoder +
+  denoising decoder or supervised head) and each head of the ``independent`` strategy (head only);
+- :class:`Alternating`: ``ratios[t]`` consecutive batches of task ``t``, then the next task, each batch
+  updating the encoder and the active head with that task's optimizer;
+- :class:`Joint`: one batch of every task per step, one optimizer over the encoder and all heads, the loss
+  vector combined by a :mod:`umsrep.train.weighting` method.
+
+:func:`run_stage` drives any trainer: epochs, validation, early stopping and reduce-LR-on-plateau per optimizer
+(monitoring the validation loss of the tasks that optimizer trains; each task's loss is divided by its first
+validation loss so tasks count equally), best weights restored, TensorBoard scalars. Every step runs through
+``strategy.run`` (Keras' ``fit`` fails under ``MultiWorkerMirroredStrategy`` on TF 2.21); per-replica losses are
+divided by the replica count so the optimizer's all-reduced sum is the global mean gradient.
 """
 
 from __future__ import annotations
@@ -12,11 +23,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+SUM = tf.distribute.ReduceOp.SUM
 
 
 def make_optimizer(cfg):
@@ -31,17 +44,295 @@ def make_optimizer(cfg):
     return keras.optimizers.SGD(lr, momentum=cfg.momentum)
 
 
+def n_params(variables) -> int:
+    return int(sum(np.prod(v.shape) for v in variables))
+
+
+def _unique(variables):
+    seen, out = set(), []
+    for v in variables:
+        key = id(v)
+        if key not in seen:
+            seen.add(key)
+            out.append(v)
+    return out
+
+
 @dataclass
-class Stage:
+class TaskStream:
+    """One task's model, loss and batches (datasets already batched at the *global* batch size)."""
+
     name: str
-    model: keras.Model                  # x -> prediction
-    loss_fn: Callable                   # (y_true, y_pred) -> scalar
-    variables: List[tf.Variable]        # what this stage updates
-    optimizer: keras.optimizers.Optimizer
+    model: keras.Model                  # image -> this task's prediction
+    loss_fn: Callable                   # (y_true, y_pred) -> scalar mean over the batch
     train_ds: tf.data.Dataset
     steps_per_epoch: int
     val_ds: Optional[tf.data.Dataset] = None
     val_steps: int = 0
+    head_variables: List[tf.Variable] = field(default_factory=list)
+
+
+class Trainer:
+    """Base: distributed iterators, the evaluation step, and what :func:`run_stage` needs."""
+
+    def __init__(self, name: str, streams: List[TaskStream], model: keras.Model, strategy=None):
+        self.name = name
+        self.streams = streams
+        self.model = model                  # whose weights early stopping saves and restores
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        self._train_iters = {s.name: iter(self._dist(s.train_ds)) for s in streams}
+        self._val_fns = {s.name: self._make_eval(s) for s in streams}
+
+    # -- distribution helpers --------------------------------------------------------------------
+    def _dist(self, ds):
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    def _reduce(self, per_replica):
+        return self.strategy.reduce(SUM, per_replica, axis=None)
+
+    def _make_eval(self, s: TaskStream):
+        model, loss_fn = s.model, s.loss_fn
+
+        def replica(x, y):
+            n = tf.shape(x)[0]
+            loss = tf.cond(n > 0, lambda: loss_fn(y, model(x, training=False)), lambda: tf.constant(0.0))
+            return tf.stack([loss * tf.cast(n, tf.float32), tf.cast(n, tf.float32)])
+
+        @tf.function(reduce_retracing=True)
+        def step(batch):
+            return self._reduce(self.strategy.run(replica, args=batch))
+
+        return step
+
+    def next_batch(self, task):
+        return next(self._train_iters[task])
+
+    def validate(self) -> Dict[str, float]:
+        out = {}
+        for s in self.streams:
+            if s.val_ds is None:
+                continue
+            it = iter(self._dist(s.val_ds))
+            total = np.zeros(2)
+            for _ in range(s.val_steps):
+                total += self._val_fns[s.name](next(it)).numpy()
+            out[s.name] = float(total[0] / max(total[1], 1.0))
+        return out
+
+    # -- to be provided by each trainer ------------------------------------------------------------
+    @property
+    def variables(self) -> List[tf.Variable]:
+        raise NotImplementedError
+
+    @property
+    def optimizers(self) -> Dict[str, keras.optimizers.Optimizer]:
+        """Optimizer name -> optimizer; :meth:`optimizer_tasks` says which tasks each one trains."""
+        raise NotImplementedError
+
+    def optimizer_tasks(self, opt_name) -> List[str]:
+        return [s.name for s in self.streams]
+
+    def train_epoch(self) -> Dict[str, float]:
+        """One epoch; returns ``{"loss": total, "loss/<task>": raw mean, ...}``."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, logs):
+        pass
+
+    def steps_per_epoch(self) -> int:
+        return sum(s.steps_per_epoch for s in self.streams)
+
+
+def _scaled_loss(stream, x, y, replicas):
+    pred = stream.model(x, training=True)
+    loss = tf.cast(stream.loss_fn(y, pred), tf.float32)
+    if stream.model.losses:
+        loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in stream.model.losses])
+    return loss / replicas
+
+
+class SingleTask(Trainer):
+    """One task, one optimizer, updating ``variables`` only (the rest of the model stays as it is)."""
+
+    def __init__(self, name, stream: TaskStream, variables, optimizer, strategy=None, model=None):
+        super().__init__(name, [stream], model or stream.model, strategy)
+        self._variables = _unique(variables)
+        self.optimizer = optimizer
+        with self.strategy.scope():
+            self.optimizer.build(self._variables)
+        self._step = self._make_step(stream)
+
+    @property
+    def variables(self):
+        return self._variables
+
+    @property
+    def optimizers(self):
+        return {self.streams[0].name: self.optimizer}
+
+    def _make_step(self, s):
+        variables, opt, replicas = self._variables, self.optimizer, self.replicas
+
+        def replica(x, y):
+            with tf.GradientTape() as tape:
+                loss = _scaled_loss(s, x, y, replicas)
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def step(batch):
+            return self._reduce(self.strategy.run(replica, args=batch))
+
+        return step
+
+    def train_epoch(self):
+        s = self.streams[0]
+        total = 0.0
+        for _ in range(s.steps_per_epoch):
+            total += float(self._step(self.next_batch(s.name)))
+        loss = total / s.steps_per_epoch
+        return {"loss": loss}
+
+
+def alternating_schedule(streams: List[TaskStream], ratios) -> List[tuple]:
+    """[(task, consecutive batches), ...] for one turn. ``ratios``: ``"auto"`` (proportional to each task's
+    steps per epoch, i.e. its training examples, smallest = 1) or ``{task: batches}`` (missing tasks: 1)."""
+    if ratios == "auto":
+        smallest = min(s.steps_per_epoch for s in streams)
+        return [(s.name, max(1, round(s.steps_per_epoch / smallest))) for s in streams]
+    return [(s.name, int(ratios.get(s.name, 1))) for s in streams]
+
+
+class Alternating(Trainer):
+    """``ratios[t]`` batches of task t, then the next task, ...; each batch updates encoder + active head
+    with the active task's optimizer. An epoch is ``sum(steps_per_epoch)`` batches in this order."""
+
+    def __init__(self, name, streams, shared_variables, optimizers: Dict[str, keras.optimizers.Optimizer],
+                 model, ratios="auto", strategy=None):
+        super().__init__(name, streams, model, strategy)
+        self.shared = _unique(shared_variables)
+        self._opts = optimizers
+        self.schedule = alternating_schedule(streams, ratios)
+        self._vars = {s.name: _unique(self.shared + s.head_variables) for s in streams}
+        with self.strategy.scope():
+            for s in streams:
+                self._opts[s.name].build(self._vars[s.name])
+        self._steps = {s.name: self._make_step(s) for s in streams}
+        self._turn = 0          # position in the schedule
+        self._left = self.schedule[0][1]
+        self.trace: List[str] = []   # task of every batch of the current epoch
+
+    @property
+    def variables(self):
+        return _unique([v for s in self.streams for v in self._vars[s.name]])
+
+    @property
+    def optimizers(self):
+        return self._opts
+
+    def optimizer_tasks(self, opt_name):
+        return [opt_name]
+
+    def _make_step(self, s):
+        variables, opt, replicas = self._vars[s.name], self._opts[s.name], self.replicas
+
+        def replica(x, y):
+            with tf.GradientTape() as tape:
+                loss = _scaled_loss(s, x, y, replicas)
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def step(batch):
+            return self._reduce(self.strategy.run(replica, args=batch))
+
+        return step
+
+    def step(self):
+        """Run the next scheduled batch; returns ``(task, loss)``."""
+        task = self.schedule[self._turn][0]
+        loss = float(self._steps[task](self.next_batch(task)))
+        self._left -= 1
+        if self._left == 0:
+            self._turn = (self._turn + 1) % len(self.schedule)
+            self._left = self.schedule[self._turn][1]
+        self.trace.append(task)
+        return task, loss
+
+    def train_epoch(self):
+        self.trace = []
+        sums = {s.name: [0.0, 0] for s in self.streams}
+        for _ in range(self.steps_per_epoch()):
+            task, loss = self.step()
+            sums[task][0] += loss
+            sums[task][1] += 1
+        logs = {f"loss/{t}": a / n for t, (a, n) in sums.items() if n}
+        logs["loss"] = float(sum(logs.values()))
+        logs.update({f"batches/{t}": n for t, (_, n) in sums.items()})
+        return logs
+
+
+class Joint(Trainer):
+    """One batch of every task per step; one optimizer over encoder + heads (+ the weighting's variables)."""
+
+    def __init__(self, name, streams, shared_variables, optimizer, weighting, model, strategy=None):
+        super().__init__(name, streams, model, strategy)
+        self.shared = _unique(shared_variables)
+        self.task_vars = {s.name: _unique(s.head_variables) for s in streams}
+        self.weighting = weighting
+        self.optimizer = optimizer
+        weighting.build(self.shared, self.task_vars)
+        self._all = self.shared + [v for s in streams for v in self.task_vars[s.name]] + weighting.trainable_variables
+        with self.strategy.scope():
+            self.optimizer.build(self._all)
+        self._step = self._make_step()
+
+    @property
+    def variables(self):
+        return self._all
+
+    @property
+    def optimizers(self):
+        return {"joint": self.optimizer}
+
+    def steps_per_epoch(self):
+        return max(s.steps_per_epoch for s in self.streams)
+
+    def _make_step(self):
+        streams, w, opt, replicas = self.streams, self.weighting, self.optimizer, self.replicas
+        shared, task_vars, extra, variables = self.shared, self.task_vars, w.trainable_variables, self._all
+
+        def replica(batches):
+            with tf.GradientTape(persistent=w.per_task_gradients) as tape:
+                losses = [_scaled_loss(s, x, y, replicas) for s, (x, y) in zip(streams, batches)]
+                objective = w.objective(tf.stack(losses))
+            grads = w.gradients(tape, losses, objective, shared, task_vars, extra)
+            del tape
+            opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+            return tf.stack(losses)
+
+        @tf.function(reduce_retracing=True)
+        def step(batches):
+            return self._reduce(self.strategy.run(replica, args=(batches,)))
+
+        return step
+
+    def train_epoch(self):
+        n = self.steps_per_epoch()
+        total = np.zeros(len(self.streams))
+        for _ in range(n):
+            total += self._step(tuple(self.next_batch(s.name) for s in self.streams)).numpy()
+        raw = total / n
+        weights = self.weighting.state()
+        logs = {f"loss/{s.name}": float(raw[i]) for i, s in enumerate(self.streams)}
+        logs.update({f"weighted_loss/{t}": weights[t] * logs[f"loss/{t}"] for t in weights})
+        logs.update({f"weight/{t}": w for t, w in weights.items()})
+        logs["loss"] = float(sum(logs[f"weighted_loss/{t}"] for t in weights))
+        return logs
+
+    def on_epoch_end(self, logs):
+        self.weighting.on_epoch_end({s.name: logs[f"loss/{s.name}"] for s in self.streams})
 
 
 @dataclass
@@ -60,87 +351,77 @@ class StageResult:
                 "history": self.history}
 
 
-def _steps(stage: Stage):
-    model, loss_fn, variables, opt = stage.model, stage.loss_fn, stage.variables, stage.optimizer
-
-    @tf.function(reduce_retracing=True)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            pred = model(x, training=True)
-            loss = loss_fn(y, pred)
-            if model.losses:
-                loss = loss + tf.add_n([tf.cast(l, tf.float32) for l in model.losses])
-        grads = tape.gradient(loss, variables)
-        opt.apply_gradients(zip(grads, variables))
-        return loss
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(x, y):
-        return loss_fn(y, model(x, training=False))
-
-    return train_step, eval_step
+def _normalised(values: Dict[str, float], first: Dict[str, float], tasks) -> float:
+    tasks = [t for t in tasks if t in values]
+    if len(tasks) == 1:
+        return values[tasks[0]]
+    return float(sum(values[t] / max(first[t], 1e-12) for t in tasks))
 
 
-def _mean_loss(step, ds, n_steps):
-    it = iter(ds)
-    total = 0.0
-    for _ in range(n_steps):
-        x, y = next(it)
-        total += float(step(x, y))
-    return total / max(n_steps, 1)
-
-
-def run_stage(stage: Stage, cfg, *, log: Callable[[str], None] = print, log_dir=None) -> StageResult:
-    """Train ``stage`` under :class:`umsrep.recipe.TrainConfig` ``cfg``; returns its history and timings."""
-    result = StageResult(stage.name, trainable_params=int(sum(np.prod(v.shape) for v in stage.variables)))
-    stage.optimizer.build(stage.variables)
-    train_step, eval_step = _steps(stage)
+def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_dir=None) -> StageResult:
+    """Train ``trainer`` under :class:`umsrep.recipe.TrainConfig` ``cfg``; returns its history and timings."""
+    name = trainer.name
+    result = StageResult(name, trainable_params=n_params(trainer.variables))
     writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
     es, plateau = cfg.early_stopping, cfg.lr_schedule
-    best, best_weights, since_best, since_plateau = math.inf, None, 0, 0
+    opts = trainer.optimizers
+    best, best_weights, since_best = math.inf, None, 0
+    opt_best = {k: math.inf for k in opts}
+    since_plateau = {k: 0 for k in opts}
+    first: Dict[str, float] = {}
     t_start = time.perf_counter()
-    train_iter = iter(stage.train_ds)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        total = 0.0
-        for _ in range(stage.steps_per_epoch):
-            x, y = next(train_iter)
-            total += float(train_step(x, y))
-        loss = total / stage.steps_per_epoch
-        val = _mean_loss(eval_step, stage.val_ds, stage.val_steps) if stage.val_ds is not None else None
-        lr = float(keras.ops.convert_to_numpy(stage.optimizer.learning_rate))
-        rec = {"epoch": epoch, "loss": loss, "val_loss": val, "lr": lr, "time_s": time.perf_counter() - t0}
+        logs = trainer.train_epoch()
+        val = trainer.validate()
+        # monitor validation losses, or training losses for tasks without a validation split
+        watched = {s.name: val.get(s.name, logs.get(f"loss/{s.name}", logs["loss"])) for s in trainer.streams}
+        if not first:
+            first = dict(watched)
+        trainer.on_epoch_end(logs)
+        lrs = {k: float(keras.ops.convert_to_numpy(o.learning_rate)) for k, o in opts.items()}
+        monitored = _normalised(watched, first, watched)
+        rec = {"epoch": epoch, **logs, "val_loss": (float(sum(val.values())) if val else None),
+               **({f"val_loss/{t}": v for t, v in val.items()} if len(trainer.streams) > 1 else {}),
+               **({"monitored": monitored} if len(trainer.streams) > 1 else {}),
+               **({"lr": next(iter(lrs.values()))} if len(lrs) == 1 else {f"lr/{k}": v for k, v in lrs.items()}),
+               "time_s": time.perf_counter() - t0}
         result.history.append(rec)
         if writer:
             with writer.as_default(step=epoch):
-                tf.summary.scalar("loss", loss)
-                if val is not None:
-                    tf.summary.scalar("val_loss", val)
-                tf.summary.scalar("learning_rate", lr)
-        log(f"[{stage.name}] epoch {epoch}/{cfg.epochs}  loss {loss:.4f}"
-            + (f"  val_loss {val:.4f}" if val is not None else "") + f"  lr {lr:.2e}  {rec['time_s']:.1f}s")
-        monitored = val if val is not None else loss
+                for k, v in rec.items():
+                    if k not in ("epoch", "time_s") and isinstance(v, (int, float)):
+                        tf.summary.scalar(k, v)
+        keys = ("loss", "val_loss", "weight/") if len(trainer.streams) > 1 else ("loss", "val_loss")
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in rec.items()
+                          if (k in keys or (len(keys) == 3 and k.startswith(keys))) and isinstance(v, float))
+        log(f"[{name}] epoch {epoch}/{cfg.epochs}  {shown}  lr {min(lrs.values()):.2e}  {rec['time_s']:.1f}s")
         min_delta = es.min_delta if es else 0.0
         if monitored < best - min_delta:
-            best, since_best, since_plateau = monitored, 0, 0
+            best, since_best = monitored, 0
             result.best_epoch = epoch
-            best_weights = stage.model.get_weights()  # incl. BatchNorm statistics
+            best_weights = trainer.model.get_weights()  # incl. BatchNorm statistics
         else:
             since_best += 1
-            since_plateau += 1
-        if plateau.kind == "plateau" and since_plateau >= plateau.patience:
-            new_lr = max(lr * plateau.factor, plateau.min_lr)
-            if new_lr < lr:
-                stage.optimizer.learning_rate.assign(new_lr)
-                log(f"[{stage.name}] learning rate -> {new_lr:.2e}")
-            since_plateau = 0
+        for k, opt in opts.items():
+            m = _normalised(watched, first, trainer.optimizer_tasks(k))
+            if m < opt_best[k] - min_delta:
+                opt_best[k], since_plateau[k] = m, 0
+            else:
+                since_plateau[k] += 1
+            if plateau.kind == "plateau" and since_plateau[k] >= plateau.patience:
+                new_lr = max(lrs[k] * plateau.factor, plateau.min_lr)
+                if new_lr < lrs[k]:
+                    opt.learning_rate.assign(new_lr)
+                    log(f"[{name}] learning rate ({k}) -> {new_lr:.2e}")
+                since_plateau[k] = 0
         result.epochs_run = epoch
         if es and since_best >= es.patience:
             result.stopped_early = True
-            log(f"[{stage.name}] early stop at epoch {epoch} (best epoch {result.best_epoch})")
+            log(f"[{name}] early stop at epoch {epoch} (best epoch {result.best_epoch})")
             break
     if es and es.restore_best and best_weights is not None:
-        stage.model.set_weights(best_weights)
+        trainer.model.set_weights(best_weights)
     if writer:
         writer.flush()
     result.wall_time_s = time.perf_counter() - t_start

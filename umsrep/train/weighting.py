@@ -1,0 +1,217 @@
+"""Loss weighting for the ``joint`` strategy, one class per method, looked up by name in :data:`WEIGHTINGS`.
+
+A weighting turns the per-task losses of one joint step into gradients for the shared (encoder) variables
+and the task (head) variables. The simple methods weight the losses and take one gradient of the sum; the
+gradient-based methods take one gradient per task from a persistent tape:
+
+- ``fixed``: ``sum_i w_i L_i`` with weights from the recipe (default 1 each);
+- ``uncertainty`` (Kendall et al. 2018): ``sum_i exp(-s_i) L_i + s_i`` with learned log-variances ``s_i``
+  (trained by the same optimizer as the model); the effective weight is ``exp(-s_i)``;
+- ``dwa`` (dynamic weight average, Liu et al. 2019): ``w_i = T softmax_i(r_i / temperature)`` with
+  ``r_i = L_i(e-1) / L_i(e-2)`` the ratio of the task's mean training losses of the last two epochs;
+- ``gradnorm`` (Chen et al. 2018): weights updated every step so the weighted tasks' gradient norms at the
+  last shared layer follow ``mean norm * (relative inverse training rate) ** alpha``, renormalised to sum T;
+- ``pcgrad`` (Yu et al. 2020): each task's gradient on the shared variables loses its component along any
+  other task gradient it conflicts with (negative dot product), then they are summed.
+
+Weights are ``tf.Variable``s read inside the compiled step, so changing them never retraces; every method
+reports its current weights for the logs. Everything here runs inside a replica context of a
+``tf.distribute`` strategy (losses arrive already scaled by the number of replicas).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from umsrep.registry import Registry
+
+WEIGHTINGS = Registry("weighting method")
+
+
+def _state(value, name, dtype=tf.float32):
+    """A non-trained state variable that every replica updates to the same value."""
+    return tf.Variable(value, dtype=dtype, trainable=False, name=name,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+class Weighting:
+    """Base: a fixed vector of task weights (``tf.Variable``, not trained by the model's optimizer)."""
+
+    per_task_gradients = False
+
+    def __init__(self, tasks: List[str], cfg=None):
+        self.tasks = list(tasks)
+        init = [float((cfg.weights or {}).get(t, 1.0)) if cfg is not None else 1.0 for t in self.tasks]
+        self.w = _state(init, "task_weights")
+
+    # -- what the joint trainer calls ------------------------------------------------------------
+    @property
+    def trainable_variables(self) -> list:
+        """Extra variables the model's optimizer trains with the network (uncertainty's log-variances)."""
+        return []
+
+    def build(self, shared_variables, task_variables: Dict[str, list]):
+        """Called once before the first step with the encoder's and each head's trainable variables."""
+
+    def weights(self):
+        """Current effective weight per task, a float32 vector in ``self.tasks`` order."""
+        return tf.identity(self.w)
+
+    def objective(self, losses):
+        """Scalar to minimise from the per-task loss vector (methods with one gradient)."""
+        return tf.reduce_sum(self.w * losses)
+
+    def gradients(self, tape, losses, objective, shared, task_vars: Dict[str, list], extra: list):
+        """Gradients for ``shared + [head vars in task order] + extra``.
+
+        ``losses`` are the per-task scalar losses and ``objective`` = :meth:`objective` of their stack, both
+        computed inside ``tape`` (persistent when :attr:`per_task_gradients`).
+        """
+        variables = shared + [v for t in self.tasks for v in task_vars[t]] + extra
+        return tape.gradient(objective, variables)
+
+    def on_epoch_end(self, mean_losses: Dict[str, float]):
+        """Called after each epoch with every task's mean raw training loss."""
+
+    def state(self) -> dict:
+        return {t: float(w) for t, w in zip(self.tasks, self.weights().numpy())}
+
+
+@WEIGHTINGS.register("fixed")
+class Fixed(Weighting):
+    pass
+
+
+@WEIGHTINGS.register("uncertainty")
+class Uncertainty(Weighting):
+    def __init__(self, tasks, cfg=None):
+        super().__init__(tasks, cfg)
+        self.log_var = tf.Variable(tf.zeros(len(self.tasks)), trainable=True, name="task_log_variance")
+
+    @property
+    def trainable_variables(self):
+        return [self.log_var]
+
+    def weights(self):
+        return tf.exp(-self.log_var)
+
+    def objective(self, losses):
+        # the log-variance regulariser is per replica too: losses arrive divided by the replica count
+        n = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
+        return tf.reduce_sum(tf.exp(-self.log_var) * losses + self.log_var / n)
+
+
+@WEIGHTINGS.register("dwa")
+class DynamicWeightAverage(Weighting):
+    def __init__(self, tasks, cfg=None):
+        super().__init__(tasks, cfg)
+        self.temperature = cfg.temperature if cfg is not None else 2.0
+        self.history: List[np.ndarray] = []
+
+    def on_epoch_end(self, mean_losses):
+        self.history.append(np.array([mean_losses[t] for t in self.tasks], np.float64))
+        if len(self.history) >= 2:
+            r = self.history[-1] / np.maximum(self.history[-2], 1e-12)
+            e = np.exp((r - r.max()) / self.temperature)
+            self.w.assign((len(self.tasks) * e / e.sum()).astype(np.float32))
+
+
+def _flat(grads, variables):
+    return tf.concat([tf.reshape(g if g is not None else tf.zeros_like(v), [-1]) for g, v in zip(grads, variables)],
+                     axis=0)
+
+
+def _unflat(vec, variables):
+    out, i = [], 0
+    for v in variables:
+        n = int(np.prod(v.shape))
+        out.append(tf.reshape(vec[i:i + n], v.shape))
+        i += n
+    return out
+
+
+def pcgrad_project(grads):
+    """PCGrad on a (T, P) matrix of flattened task gradients -> the (T, P) projected gradients.
+
+    Each task's gradient is projected, in turn, onto the normal plane of every other task's *original*
+    gradient it conflicts with (fixed order j = 0..T-1, skipping itself), as in Yu et al. 2020.
+    """
+    grads = tf.convert_to_tensor(grads, tf.float32)
+    t = grads.shape[0]
+    out = []
+    for i in range(t):
+        g = grads[i]
+        for j in range(t):
+            if j == i:
+                continue
+            gj = grads[j]
+            dot = tf.reduce_sum(g * gj)
+            g = tf.where(dot < 0, g - dot / (tf.reduce_sum(gj * gj) + 1e-12) * gj, g)
+        out.append(g)
+    return tf.stack(out)
+
+
+class _PerTask(Weighting):
+    per_task_gradients = True
+
+    def _head_grads(self, tape, objective, task_vars):
+        # head i only sees L_i, so d objective / d head_i = w_i dL_i / d head_i
+        head_vars = [v for t in self.tasks for v in task_vars[t]]
+        return list(tape.gradient(objective, head_vars)) if head_vars else []
+
+
+@WEIGHTINGS.register("pcgrad")
+class PCGrad(_PerTask):
+    def gradients(self, tape, losses, objective, shared, task_vars, extra):
+        flat = tf.stack([self.w[i] * _flat(tape.gradient(losses[i], shared), shared) for i in range(len(self.tasks))])
+        projected = tf.reduce_sum(pcgrad_project(flat), axis=0)
+        return _unflat(projected, shared) + self._head_grads(tape, objective, task_vars) + [None] * len(extra)
+
+
+@WEIGHTINGS.register("gradnorm")
+class GradNorm(_PerTask):
+    def __init__(self, tasks, cfg=None):
+        super().__init__(tasks, cfg)
+        self.alpha = cfg.alpha if cfg is not None else 1.5
+        self.lr = cfg.learning_rate if cfg is not None else 0.025
+        self.total = float(tf.reduce_sum(self.w))
+        self.initial = _state(tf.zeros(len(self.tasks)), "gradnorm_initial_loss")
+        self.started = _state(False, "gradnorm_started", tf.bool)
+        self.last_shared = None
+
+    def build(self, shared_variables, task_variables):
+        # the last shared layer's kernel: the deepest >1-D shared variable
+        kernels = [v for v in shared_variables if len(v.shape) > 1]
+        self.last_shared = kernels[-1] if kernels else shared_variables[-1]
+
+    def gradients(self, tape, losses, objective, shared, task_vars, extra):
+        w = tf.identity(self.w)
+        norms = tf.stack([tf.norm(tape.gradient(losses[i], self.last_shared)) for i in range(len(self.tasks))])
+        losses = tf.stack(losses)
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            norms = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, norms)
+            losses_all = ctx.all_reduce(tf.distribute.ReduceOp.SUM, losses)
+        else:
+            losses_all = losses
+        losses_all = tf.stop_gradient(losses_all)
+        self.initial.assign(tf.where(self.started, self.initial, losses_all))
+        self.started.assign(True)
+        weighted_norms = w * norms
+        ratio = losses_all / tf.maximum(self.initial, 1e-12)
+        rel = ratio / tf.reduce_mean(ratio)
+        target = tf.stop_gradient(tf.reduce_mean(weighted_norms) * rel ** self.alpha)
+        # d/dw_i sum_j |w_j g_j - target_j| = sign(w_i g_i - target_i) g_i
+        grad_w = tf.sign(weighted_norms - target) * norms
+        new_w = tf.maximum(w - self.lr * grad_w, 1e-3)
+        grads = tape.gradient(objective, shared + [v for t in self.tasks for v in task_vars[t]])
+        with tf.control_dependencies([g for g in grads if g is not None]):
+            self.w.assign(new_w * self.total / tf.reduce_sum(new_w))
+        return list(grads) + [None] * len(extra)
+
+
+def make_weighting(cfg, tasks) -> Weighting:
+    return WEIGHTINGS.get(cfg.method)(list(tasks), cfg)
