@@ -51,7 +51,7 @@ BAD = [
     ("representation.kind", "vae", "representation.kind: Input should be 'denoising_autoencoder' or 'supervised'"),
     ("representation.noise", [{"kind": "gaussian", "levels": [-1]}], "representation.noise[0].levels: noise levels must be > 0"),
     ("representation.epochs", 0, "representation.epochs: Input should be greater than or equal to 1"),
-    ("strategy.kind", "joint", "strategy.kind: Input should be 'independent'"),
+    ("strategy.kind", "sequential", "strategy.kind: Input should be 'independent', 'alternating' or 'joint'"),
     ("data.split.fold", 3, "data.split: fold must be < folds (2)") ,
 ]
 
