@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from umsrep.data import pipeline
 from umsrep.data.noise import NoiseLevel, apply_noise
-from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, segmentation_metrics
+from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, dice_per_image, segmentation_metrics
+from umsrep.evaluate.stats import bootstrap_ci
 from umsrep.models.heads import attach_one
 
 EVAL_SPLITS = ("val", "test")
@@ -30,10 +31,25 @@ def task_predictions(probs, task_type, threshold=0.5):
 
 
 def _task_model(model, name):
+    if isinstance(model, dict):  # {task: image -> output}, e.g. the baseline's separate models
+        return model[name]
     return attach_one(model.get_layer("encoder"), model.get_layer(f"head_{name}"))
 
 
-def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_size=16, log=print) -> dict:
+def per_image_outcome(y, pred, task_type, n_classes):
+    """Per test image: 1/0 correctness (classification) or Dice (segmentation) — what CIs and paired tests use."""
+    if task_type == "classification":
+        return (np.asarray(pred) == np.asarray(y)).astype(np.float64)
+    return dice_per_image(y, pred, n_classes)
+
+
+def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_size=16, log=print,
+                   outcomes=None) -> dict:
+    """Metrics per task and split, with a bootstrap 95% CI of accuracy (classification) or Dice (segmentation).
+
+    ``model`` is the multi-head model or a dict ``{task: model}``; ``outcomes``, when given, is filled with
+    ``{task: {split: per-image outcome}}`` for paired comparisons between models.
+    """
     out = {"tasks": {}}
     for name, td in tasks.items():
         t = recipe.tasks[name]
@@ -46,17 +62,23 @@ def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_s
                 continue
             t0 = time.perf_counter()
             probs = pipeline.predict(fn, x, batch_size)
+            pred = task_predictions(probs, t.type, t.threshold)
             if t.type == "classification":
                 m = classification_metrics(y, probs, t.classes)
             else:
-                m = segmentation_metrics(y, task_predictions(probs, t.type, t.threshold), t.classes)
+                m = segmentation_metrics(y, pred, t.classes)
+            per = per_image_outcome(y, pred, t.type, len(t.classes))
+            ci = bootstrap_ci(per, seed=recipe.seed)
+            m["accuracy_ci95" if t.type == "classification" else "dice_ci95"] = [ci["low"], ci["high"]]
+            if outcomes is not None:
+                outcomes.setdefault(name, {})[split] = per
             m["predict_time_s"] = round(time.perf_counter() - t0, 3)
             res[split] = m
         out["tasks"][name] = {"type": t.type, "classes": list(t.classes), **res}
         if "test" in res:
             key = "accuracy" if t.type == "classification" else "dice"
             log(f"test {name}: {key} {res['test'][key]:.4f} (n={res['test']['n']})")
-    if any(layer.name == "head_denoise" for layer in model.layers):
+    if not isinstance(model, dict) and any(layer.name == "head_denoise" for layer in model.layers):
         out["tasks"]["denoise"] = evaluate_denoising(model, recipe, rep_source, splits, batch_size, log)
     return out
 

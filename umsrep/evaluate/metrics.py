@@ -307,6 +307,32 @@ def _as_label_maps(x: Any, name: str) -> np.ndarray:
     return _as_labels(arr, name)
 
 
+def _overlap_per_image(t: np.ndarray, p: np.ndarray, n_classes: int):
+    """(N, C) Dice and IoU per image and foreground class (both empty -> 1.0) and the pooled Dice per class."""
+    dice_img = np.empty((t.shape[0], n_classes), dtype=np.float64)
+    iou_img = np.empty_like(dice_img)
+    pooled = []
+    for j in range(n_classes):
+        a = t == j + 1
+        b = p == j + 1
+        inter = np.logical_and(a, b).sum(axis=(1, 2)).astype(np.float64)
+        size_a = a.sum(axis=(1, 2)).astype(np.float64)
+        size_b = b.sum(axis=(1, 2)).astype(np.float64)
+        both_empty = (size_a + size_b) == 0
+        dice_img[:, j] = np.where(both_empty, 1.0, _safe_div(2 * inter, size_a + size_b))
+        iou_img[:, j] = np.where(both_empty, 1.0, _safe_div(inter, size_a + size_b - inter))
+        total = size_a.sum() + size_b.sum()
+        pooled.append(1.0 if total == 0 else float(2 * inter.sum() / total))
+    return dice_img, iou_img, pooled
+
+
+def dice_per_image(y_true: Any, y_pred: Any, n_classes: int) -> np.ndarray:
+    """Dice of each image, averaged over its foreground classes (the values ``dice`` is the mean of)."""
+    t = _as_label_maps(y_true, "y_true")
+    p = _as_label_maps(y_pred, "y_pred")
+    return _overlap_per_image(t, p, n_classes)[0].mean(axis=1)
+
+
 def segmentation_metrics(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> Dict[str, Any]:
     """Overlap metrics for integer label maps.
 
@@ -338,25 +364,10 @@ def segmentation_metrics(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> Di
     _check_label_range(t, n_labels, "y_true", "labels (background + classes)")
     _check_label_range(p, n_labels, "y_pred", "labels (background + classes)")
 
-    dice_img = np.empty((t.shape[0], len(names)), dtype=np.float64)
-    iou_img = np.empty_like(dice_img)
-    per_class: Dict[str, Dict[str, float]] = {}
-    for j, name in enumerate(names):
-        a = t == j + 1
-        b = p == j + 1
-        inter = np.logical_and(a, b).sum(axis=(1, 2)).astype(np.float64)
-        size_a = a.sum(axis=(1, 2)).astype(np.float64)
-        size_b = b.sum(axis=(1, 2)).astype(np.float64)
-        both_empty = (size_a + size_b) == 0
-        dice_img[:, j] = np.where(both_empty, 1.0, _safe_div(2 * inter, size_a + size_b))
-        iou_img[:, j] = np.where(both_empty, 1.0, _safe_div(inter, size_a + size_b - inter))
-        total = size_a.sum() + size_b.sum()
-        dice_global = 1.0 if total == 0 else float(2 * inter.sum() / total)
-        per_class[name] = {
-            "dice": float(dice_img[:, j].mean()),
-            "iou": float(iou_img[:, j].mean()),
-            "dice_global": dice_global,
-        }
+    dice_img, iou_img, pooled = _overlap_per_image(t, p, len(names))
+    per_class: Dict[str, Dict[str, float]] = {
+        name: {"dice": float(dice_img[:, j].mean()), "iou": float(iou_img[:, j].mean()),
+               "dice_global": pooled[j]} for j, name in enumerate(names)}
     return {
         "dice": float(dice_img.mean()),
         "iou": float(iou_img.mean()),

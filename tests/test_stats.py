@@ -1,0 +1,63 @@
+"""Model-comparison statistics against values computed by hand or from their textbook formulas."""
+
+import numpy as np
+import pytest
+
+from umsrep.evaluate.stats import bootstrap_ci, mcnemar, paired_tests
+
+
+def _pairs(b, c, both=5, neither=3):
+    a = [True] * b + [False] * c + [True] * both + [False] * neither
+    bb = [False] * b + [True] * c + [True] * both + [False] * neither
+    return a, bb
+
+
+def test_mcnemar_exact_small_counts():
+    r = mcnemar(*_pairs(10, 2))
+    assert (r["b"], r["c"], r["method"]) == (10, 2, "exact binomial")
+    # two-sided exact: 2 * P(X <= 2), X ~ Bin(12, 1/2) = 2 * (1 + 12 + 66) / 4096
+    assert r["p_value"] == pytest.approx(2 * 79 / 4096, rel=1e-9)
+
+
+def test_mcnemar_chi_square_with_continuity_correction():
+    r = mcnemar(*_pairs(30, 12))
+    assert r["method"].startswith("chi-square")
+    assert r["statistic"] == pytest.approx((18 - 1) ** 2 / 42)
+    assert r["p_value"] == pytest.approx(0.008695, abs=2e-5)   # chi2(1) survival of 6.881
+
+
+def test_mcnemar_identical_classifiers_and_bad_input():
+    a = [True, False, True]
+    assert mcnemar(a, a)["p_value"] == 1.0
+    with pytest.raises(ValueError, match="equal-length"):
+        mcnemar([True], [True, False])
+
+
+def test_bootstrap_ci_of_a_proportion_matches_the_normal_approximation():
+    rng = np.random.default_rng(1)
+    x = (rng.random(400) < 0.7).astype(float)
+    r = bootstrap_ci(x, n_boot=4000, seed=3)
+    p = x.mean()
+    half = 1.96 * np.sqrt(p * (1 - p) / x.size)
+    assert r["mean"] == pytest.approx(p)
+    assert r["low"] == pytest.approx(p - half, abs=0.012) and r["high"] == pytest.approx(p + half, abs=0.012)
+    assert r == bootstrap_ci(x, n_boot=4000, seed=3)            # seeded: reproducible
+
+
+def test_bootstrap_ci_degenerate_and_empty():
+    r = bootstrap_ci([0.8, 0.8, 0.8])
+    assert r["n"] == 3 and r["low"] == r["mean"] == r["high"] == pytest.approx(0.8)
+    assert bootstrap_ci([])["n"] == 0
+
+
+def test_paired_tests_over_folds():
+    a = [0.81, 0.79, 0.84, 0.80, 0.83]
+    b = [0.78, 0.77, 0.80, 0.79, 0.80]
+    r = paired_tests(a, b)
+    d = np.subtract(a, b)
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    assert r["t_test"]["statistic"] == pytest.approx(t)
+    assert r["wilcoxon"]["statistic"] == pytest.approx(0.0)     # every difference positive: W- = 0
+    assert r["wilcoxon"]["p_value"] == pytest.approx(2 / 2 ** 5)  # exact: two-sided 2 * (1/32)
+    with pytest.raises(ValueError, match=">= 2 values"):
+        paired_tests([1.0], [2.0])

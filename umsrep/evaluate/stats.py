@@ -1,0 +1,72 @@
+"""Statistics for comparing models: McNemar's test, bootstrap confidence intervals, paired tests over folds.
+
+Thin, checked wrappers over scipy so every comparison in umsrep is computed one way:
+
+- :func:`mcnemar`: two classifiers on the same test images, from their per-image correctness; exact binomial
+  test when fewer than 25 discordant pairs, otherwise chi-square with continuity correction;
+- :func:`bootstrap_ci`: percentile bootstrap CI of the mean of per-image values (accuracy = mean of 0/1
+  correctness, Dice = mean of per-image Dice), seeded;
+- :func:`paired_tests`: paired t-test and Wilcoxon signed-rank test of one metric over folds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bool | None = None) -> Dict[str, Any]:
+    """McNemar's test; ``b`` = A right and B wrong, ``c`` = A wrong and B right."""
+    a = np.asarray(correct_a, bool)
+    bb = np.asarray(correct_b, bool)
+    if a.shape != bb.shape or a.ndim != 1:
+        raise ValueError(f"mcnemar needs two equal-length 1-D correctness vectors, got {a.shape} and {bb.shape}")
+    b = int(np.sum(a & ~bb))
+    c = int(np.sum(~a & bb))
+    n = b + c
+    if exact is None:
+        exact = n < 25
+    if n == 0:
+        return {"b": b, "c": c, "statistic": 0.0, "p_value": 1.0, "method": "no discordant pairs"}
+    if exact:
+        p = stats.binomtest(min(b, c), n, 0.5, alternative="two-sided").pvalue
+        return {"b": b, "c": c, "statistic": float(min(b, c)), "p_value": float(min(p, 1.0)),
+                "method": "exact binomial"}
+    chi2 = (abs(b - c) - 1) ** 2 / n
+    return {"b": b, "c": c, "statistic": float(chi2), "p_value": float(stats.chi2.sf(chi2, 1)),
+            "method": "chi-square, continuity-corrected"}
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Dict[str, Any]:
+    """Mean and percentile bootstrap CI of the mean of ``values`` (one value per test image)."""
+    x = np.asarray(values, np.float64).reshape(-1)
+    if x.size == 0:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    if x.size == 1 or np.all(x == x[0]):
+        return {"mean": float(x.mean()), "low": float(x.mean()), "high": float(x.mean()), "n": int(x.size)}
+    res = stats.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
+                          random_state=np.random.default_rng(seed), vectorized=True)
+    return {"mean": float(x.mean()), "low": float(res.confidence_interval.low),
+            "high": float(res.confidence_interval.high), "n": int(x.size), "level": level}
+
+
+def paired_tests(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
+    """Paired t-test and Wilcoxon signed-rank test of ``a`` vs ``b`` (one value per fold each)."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
+        raise ValueError(f"paired_tests needs two equal-length sequences of >= 2 values, got {x.shape}, {y.shape}")
+    d = x - y
+    out: Dict[str, Any] = {"n": int(x.size), "mean_difference": float(d.mean())}
+    if np.allclose(d, d[0]):
+        out["t_test"] = {"statistic": None, "p_value": 1.0 if d[0] == 0 else 0.0}
+    else:
+        t = stats.ttest_rel(x, y)
+        out["t_test"] = {"statistic": float(t.statistic), "p_value": float(t.pvalue)}
+    if np.all(d == 0):
+        out["wilcoxon"] = {"statistic": None, "p_value": 1.0}
+    else:
+        w = stats.wilcoxon(x, y)
+        out["wilcoxon"] = {"statistic": float(w.statistic), "p_value": float(w.pvalue)}
+    return out
