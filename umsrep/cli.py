@@ -38,20 +38,70 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _first_difference(a, b, path=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+            if d:
+                return d
+        return None
+    return None if a == b else (path, a, b)
+
+
+# fields that may change between an interrupted run and its resumption (where and how it runs, not what)
+RESUME_FREE = ("output", "distribute")
+
+
+def _resume_recipe(args):
+    """The recipe to continue ``--resume RUN``: the run's own, or RECIPE if it differs only in RESUME_FREE."""
+    from umsrep.errors import RecipeError, RunDirError
+    from umsrep.recipe import load_recipe, resolve_paths
+    from umsrep.rundir import RunDir
+
+    run = RunDir.open(args.resume)
+    status = run.read_json(RunDir.RUN).get("status")
+    if status == "complete":
+        raise RunDirError(f"{run.path}: the run is already complete; nothing to resume")
+    saved = load_recipe(run / RunDir.RECIPE)
+    source = args.recipe or str(run / RunDir.RECIPE)
+    recipe = load_recipe(source, args.set)
+    if args.recipe:
+        recipe = resolve_paths(recipe, Path(args.recipe).resolve().parent)
+    old = {k: v for k, v in saved.model_dump(mode="json").items() if k not in RESUME_FREE}
+    new = {k: v for k, v in recipe.model_dump(mode="json").items() if k not in RESUME_FREE}
+    diff = _first_difference(old, new)
+    if diff:
+        field, was, now = diff
+        raise RecipeError(f"{source}: {field}: is {now!r} but the run being resumed used {was!r}; resuming "
+                          f"needs the same recipe (only {', '.join(RESUME_FREE)} may change)")
+    return recipe, run
+
+
 def cmd_fit(args) -> int:
+    from umsrep.errors import RecipeError
     from umsrep.recipe import load_recipe, resolve_paths
 
     from umsrep.models.encoder_io import read_preprocessing
 
-    recipe = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent)
+    if args.resume:
+        if args.out:
+            raise RecipeError("--out cannot be combined with --resume (the run continues in its own folder)")
+        recipe, run = _resume_recipe(args)
+    elif args.recipe is None:
+        raise RecipeError("fit needs a RECIPE file (or --resume RUN_DIR)")
+    else:
+        recipe, run = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent), None
     if recipe.representation.init_from:  # refuse a mismatching encoder before anything is written
         read_preprocessing(recipe.representation.init_from, recipe)
     _quiet_tf()
     from umsrep.rundir import RunDir
     from umsrep.train.fit import fit
 
-    run = RunDir.create(recipe.output.dir, recipe.name, args.out)
-    _log(f"run directory: {run.path}")
+    if run is None:
+        run = RunDir.create(recipe.output.dir, recipe.name, args.out)
+        _log(f"run directory: {run.path}")
+    else:
+        _log(f"resuming run directory: {run.path}")
     from umsrep.console import print_summary
 
     print_summary(fit(recipe, run, log=_log))
@@ -85,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     f = sub.add_parser("fit", help="train and evaluate from a recipe")
-    f.add_argument("recipe", help="recipe YAML file")
+    f.add_argument("recipe", nargs="?", help="recipe YAML file (optional with --resume)")
     f.add_argument("--out", help="run directory (new or empty); default <output.dir>/<name>-<time>")
+    f.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
+                   "(with RECIPE: refuse if it differs from the run's recipe except output/distribute)")
     f.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a recipe field, e.g. --set representation.epochs=2 (repeatable)")
     f.set_defaults(func=cmd_fit)

@@ -12,7 +12,7 @@ from umsrep.io import write_json, write_text
 
 class RunDir:
     RECIPE, RUN, SPLITS, METRICS, REPORT = "recipe.yaml", "run.json", "splits.json", "metrics.json", "report.md"
-    MODEL, ENCODER_DIR, LOGS = "model.keras", "encoder", "logs"
+    MODEL, ENCODER_DIR, LOGS, CHECKPOINTS = "model.keras", "encoder", "logs", "checkpoints"
 
     def __init__(self, path):
         self.path = Path(path)

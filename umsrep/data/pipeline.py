@@ -1,7 +1,8 @@
 """tf.data input pipelines over in-memory arrays.
 
-Training pipelines ``cache -> shuffle -> repeat -> map -> batch -> prefetch`` and are consumed with a fixed
-``steps_per_epoch`` (a ``.repeat()``-less pipeline was measured to stall at every epoch start). Per-sample
+Training pipelines are endless (``per-epoch stateless permutation -> gather -> map -> batch -> prefetch``) and
+are consumed with a fixed ``steps_per_epoch`` (a ``.repeat()``-less pipeline was measured to stall at every
+epoch start). Per-sample
 randomness (noise) is stateless, keyed by ``(seed, sample counter)``, so a run is reproducible.
 """
 
@@ -16,13 +17,27 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def train_dataset(x, y, *, batch_size, seed, map_fn=None):
-    """Infinite shuffled batches of ``(x, y)``; ``map_fn(x, y, seed_pair) -> (x, y)`` runs per sample."""
+    """Infinite shuffled batches of ``(x, y)``; ``map_fn(x, y, seed_pair) -> (x, y)`` runs per sample.
+
+    Epoch ``e`` visits the samples in a stateless permutation keyed by ``(seed, e)``, so every iterator over
+    this dataset — the first one, or one made to resume a run (``.skip(k)``) — yields the same stream. (A
+    ``shuffle(reshuffle_each_iteration=True)`` keeps its state in the dataset object and gives a second
+    iterator a different order.)
+    """
     n = len(x)
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).cache()
-    ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True).repeat()
+    seed64 = tf.cast(seed, tf.int64)
+    data = tf.nest.map_structure(tf.convert_to_tensor, (x, y))
+
+    def epoch(e):
+        perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, e]))
+        return tf.data.Dataset.from_tensor_slices(perm)
+
+    ds = tf.data.Dataset.counter(dtype=tf.int64).flat_map(epoch)
+    ds = ds.map(lambda j: tf.nest.map_structure(lambda t: tf.gather(t, j), data), num_parallel_calls=AUTOTUNE,
+                deterministic=True)
     if map_fn is not None:
         ds = ds.enumerate().map(
-            lambda i, xy: map_fn(xy[0], xy[1], tf.stack([tf.cast(seed, tf.int64), i])),
+            lambda i, xy: map_fn(xy[0], xy[1], tf.stack([seed64, i])),
             num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.batch(batch_size, drop_remainder=n >= batch_size).prefetch(AUTOTUNE)
 

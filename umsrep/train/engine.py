@@ -83,6 +83,7 @@ class Trainer:
         self.replicas = self.strategy.num_replicas_in_sync
         self._train_iters = {s.name: iter(self._dist(s.train_ds)) for s in streams}
         self._val_fns = {s.name: self._make_eval(s) for s in streams}
+        self.consumed = {s.name: 0 for s in streams}   # training batches drawn per task (for resuming)
 
     # -- distribution helpers --------------------------------------------------------------------
     def _dist(self, ds):
@@ -106,7 +107,26 @@ class Trainer:
         return step
 
     def next_batch(self, task):
+        self.consumed[task] += 1
         return next(self._train_iters[task])
+
+    # -- checkpoint state (see umsrep.train.checkpoint) ------------------------------------------
+    def state_variables(self) -> list:
+        """Everything a resumed run must get back: model variables (incl. BatchNorm statistics and dropout
+        seed states), optimizer variables (incl. step and learning rate), extra trainer variables."""
+        out = list(self.model.variables)
+        for opt in self.optimizers.values():
+            out += list(opt.variables)
+        return out
+
+    def get_state(self) -> dict:
+        return {"consumed": dict(self.consumed)}
+
+    def set_state(self, state: dict):
+        """Continue every task's batch stream where the checkpointed run left it."""
+        self.consumed = {k: int(v) for k, v in state["consumed"].items()}
+        for s in self.streams:
+            self._train_iters[s.name] = iter(self._dist(s.train_ds.skip(self.consumed[s.name])))
 
     def validate(self) -> Dict[str, float]:
         out = {}
@@ -249,6 +269,13 @@ class Alternating(Trainer):
 
         return step
 
+    def get_state(self):
+        return {**super().get_state(), "turn": self._turn, "left": self._left}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self._turn, self._left = int(state["turn"]), int(state["left"])
+
     def step(self):
         """Run the next scheduled batch; returns ``(task, loss)``."""
         task = self.schedule[self._turn][0]
@@ -298,6 +325,16 @@ class Joint(Trainer):
 
     def steps_per_epoch(self):
         return max(s.steps_per_epoch for s in self.streams)
+
+    def state_variables(self):
+        return super().state_variables() + self.weighting.state_variables()
+
+    def get_state(self):
+        return {**super().get_state(), "weighting": self.weighting.get_state()}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.weighting.set_state(state["weighting"])
 
     def _make_step(self):
         streams, w, opt, replicas = self.streams, self.weighting, self.optimizer, self.replicas
@@ -358,26 +395,38 @@ def _normalised(values: Dict[str, float], first: Dict[str, float], tasks) -> flo
     return float(sum(values[t] / max(first[t], 1e-12) for t in tasks))
 
 
-def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_dir=None) -> StageResult:
-    """Train ``trainer`` under :class:`umsrep.recipe.TrainConfig` ``cfg``; returns its history and timings."""
+def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_dir=None,
+              checkpoints=None) -> StageResult:
+    """Train ``trainer`` under :class:`umsrep.recipe.TrainConfig` ``cfg``; returns its history and timings.
+
+    With ``checkpoints`` (:class:`umsrep.train.checkpoint.Checkpoints`) the stage is checkpointed after every
+    epoch and, if a checkpoint exists, continued from it (or restored without training when it finished)."""
     name = trainer.name
     result = StageResult(name, trainable_params=n_params(trainer.variables))
-    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
     es, plateau = cfg.early_stopping, cfg.lr_schedule
     opts = trainer.optimizers
-    best, best_weights, since_best = math.inf, None, 0
-    opt_best = {k: math.inf for k in opts}
-    since_plateau = {k: 0 for k in opts}
-    first: Dict[str, float] = {}
-    t_start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    loop = {"epoch": 0, "best": math.inf, "since_best": 0, "opt_best": {k: math.inf for k in opts},
+            "since_plateau": {k: 0 for k in opts}, "first": {}, "history": [], "best_epoch": 0,
+            "stopped_early": False, "wall_time_s": 0.0}
+    best_weights = None
+    saved = checkpoints.load(name) if checkpoints is not None else None
+    if saved is not None:
+        checkpoints.restore(name, trainer, saved)
+        loop.update(_from_json({k: saved[k] for k in loop}))
+        best_weights = saved["best_weights"]
+        if saved["done"]:
+            log(f"[{name}] finished before: restored from its checkpoint (epoch {saved['epoch']})")
+            return _result(result, loop)
+        log(f"[{name}] resuming after epoch {saved['epoch']}")
+    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
+    t_start = time.perf_counter() - loop["wall_time_s"]
+    for epoch in range(loop["epoch"] + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
         logs = trainer.train_epoch()
         val = trainer.validate()
         # monitor validation losses, or training losses for tasks without a validation split
         watched = {s.name: val.get(s.name, logs.get(f"loss/{s.name}", logs["loss"])) for s in trainer.streams}
-        if not first:
-            first = dict(watched)
+        first = loop["first"] = loop["first"] or dict(watched)
         trainer.on_epoch_end(logs)
         lrs = {k: float(keras.ops.convert_to_numpy(o.learning_rate)) for k, o in opts.items()}
         monitored = _normalised(watched, first, watched)
@@ -386,7 +435,7 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
                **({"monitored": monitored} if len(trainer.streams) > 1 else {}),
                **({"lr": next(iter(lrs.values()))} if len(lrs) == 1 else {f"lr/{k}": v for k, v in lrs.items()}),
                "time_s": time.perf_counter() - t0}
-        result.history.append(rec)
+        loop["history"].append(rec)
         if writer:
             with writer.as_default(step=epoch):
                 for k, v in rec.items():
@@ -397,32 +446,59 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
                           if (k in keys or (len(keys) == 3 and k.startswith(keys))) and isinstance(v, float))
         log(f"[{name}] epoch {epoch}/{cfg.epochs}  {shown}  lr {min(lrs.values()):.2e}  {rec['time_s']:.1f}s")
         min_delta = es.min_delta if es else 0.0
-        if monitored < best - min_delta:
-            best, since_best = monitored, 0
-            result.best_epoch = epoch
+        if monitored < loop["best"] - min_delta:
+            loop["best"], loop["since_best"], loop["best_epoch"] = monitored, 0, epoch
             best_weights = trainer.model.get_weights()  # incl. BatchNorm statistics
         else:
-            since_best += 1
+            loop["since_best"] += 1
         for k, opt in opts.items():
             m = _normalised(watched, first, trainer.optimizer_tasks(k))
-            if m < opt_best[k] - min_delta:
-                opt_best[k], since_plateau[k] = m, 0
+            if m < loop["opt_best"][k] - min_delta:
+                loop["opt_best"][k], loop["since_plateau"][k] = m, 0
             else:
-                since_plateau[k] += 1
-            if plateau.kind == "plateau" and since_plateau[k] >= plateau.patience:
+                loop["since_plateau"][k] += 1
+            if plateau.kind == "plateau" and loop["since_plateau"][k] >= plateau.patience:
                 new_lr = max(lrs[k] * plateau.factor, plateau.min_lr)
                 if new_lr < lrs[k]:
                     opt.learning_rate.assign(new_lr)
                     log(f"[{name}] learning rate ({k}) -> {new_lr:.2e}")
-                since_plateau[k] = 0
-        result.epochs_run = epoch
-        if es and since_best >= es.patience:
-            result.stopped_early = True
-            log(f"[{name}] early stop at epoch {epoch} (best epoch {result.best_epoch})")
+                loop["since_plateau"][k] = 0
+        loop["epoch"] = epoch
+        loop["wall_time_s"] = time.perf_counter() - t_start
+        stop = bool(es and loop["since_best"] >= es.patience)
+        if stop:
+            loop["stopped_early"] = True
+            log(f"[{name}] early stop at epoch {epoch} (best epoch {loop['best_epoch']})")
+        if checkpoints is not None and not stop and epoch < cfg.epochs:
+            checkpoints.save(name, trainer, _jsonable(loop), best_weights)
+        if stop:
             break
     if es and es.restore_best and best_weights is not None:
         trainer.model.set_weights(best_weights)
     if writer:
         writer.flush()
-    result.wall_time_s = time.perf_counter() - t_start
+    loop["wall_time_s"] = time.perf_counter() - t_start
+    if checkpoints is not None:
+        checkpoints.save(name, trainer, _jsonable(loop), done=True)
+    return _result(result, loop)
+
+
+def _jsonable(loop):
+    return {k: (None if isinstance(v, float) and math.isinf(v) else
+                {kk: (None if isinstance(vv, float) and math.isinf(vv) else vv) for kk, vv in v.items()}
+                if isinstance(v, dict) else v) for k, v in loop.items()}
+
+
+def _from_json(loop):
+    loop["best"] = math.inf if loop["best"] is None else loop["best"]
+    loop["opt_best"] = {k: (math.inf if v is None else v) for k, v in loop["opt_best"].items()}
+    return loop
+
+
+def _result(result: StageResult, loop: dict) -> StageResult:
+    result.history = loop["history"]
+    result.best_epoch = loop["best_epoch"]
+    result.epochs_run = loop["epoch"]
+    result.stopped_early = loop["stopped_early"]
+    result.wall_time_s = loop["wall_time_s"]
     return result

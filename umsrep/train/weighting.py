@@ -76,6 +76,17 @@ class Weighting:
     def on_epoch_end(self, mean_losses: Dict[str, float]):
         """Called after each epoch with every task's mean raw training loss."""
 
+    # -- checkpointing ---------------------------------------------------------------------------
+    def state_variables(self) -> list:
+        """Every variable of the method (trained or not), saved in checkpoints."""
+        return [self.w] + self.trainable_variables
+
+    def get_state(self) -> dict:
+        return {}
+
+    def set_state(self, state: dict):
+        pass
+
     def state(self) -> dict:
         return {t: float(w) for t, w in zip(self.tasks, self.weights().numpy())}
 
@@ -110,6 +121,12 @@ class DynamicWeightAverage(Weighting):
         super().__init__(tasks, cfg)
         self.temperature = cfg.temperature if cfg is not None else 2.0
         self.history: List[np.ndarray] = []
+
+    def get_state(self):
+        return {"history": [h.tolist() for h in self.history]}
+
+    def set_state(self, state):
+        self.history = [np.asarray(h, np.float64) for h in state.get("history", [])]
 
     def on_epoch_end(self, mean_losses):
         self.history.append(np.array([mean_losses[t] for t in self.tasks], np.float64))
@@ -181,6 +198,9 @@ class GradNorm(_PerTask):
         self.initial = _state(tf.zeros(len(self.tasks)), "gradnorm_initial_loss")
         self.started = _state(False, "gradnorm_started", tf.bool)
         self.last_shared = None
+
+    def state_variables(self):
+        return [self.w, self.initial, self.started]
 
     def build(self, shared_variables, task_variables):
         # the last shared layer's kernel: the deepest >1-D shared variable
