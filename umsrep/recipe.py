@@ -247,6 +247,9 @@ class StrategyConfig(TrainConfig):
                             "examples, Luong et al. 2015)")
     weighting: WeightingConfig = Field(default_factory=WeightingConfig)
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam", learning_rate=1e-4))
+    compare: List[Literal["independent", "alternating", "joint"]] = Field(
+        default_factory=list, description="more strategies fine-tuned from the same representation and "
+                                          "compared with `kind` in metrics.json `comparison`")
 
     @field_validator("ratios")
     @classmethod
@@ -277,6 +280,8 @@ class Recipe(Strict):
     tasks: Dict[str, TaskConfig] = Field(min_length=1)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     distribute: DistributeConfig = Field(default_factory=DistributeConfig)
+    baseline: bool = Field(False, description="also train the baseline: a separate model per task (same "
+                                              "encoder + head architecture, random init) on denoised images")
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("tasks")

@@ -83,4 +83,54 @@ def render_markdown(m: dict) -> str:
                                 v["denoised"]["ssim"], v["noisy"]["ms_ssim"], v["denoised"]["ms_ssim"]]
                                for lv, v in t["test"].items()]))
         out.append("")
+    if "comparison" in m:
+        out += _comparison(m["comparison"])
     return "\n".join(out) + "\n"
+
+
+def _ci(t, key):
+    ci = t.get(f"{key}_ci95")
+    v = t.get(key)
+    if v is None:
+        return "n/a"
+    return f"{v:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
+
+
+def _comparison(c: dict) -> list:
+    approaches = c["approaches"]
+    out = ["## Strategy and baseline comparison", "",
+           "Every UMS-Rep strategy fine-tunes the same trained representation; its time includes the "
+           "representation stage. The baseline trains one separate model per task from random initialisation "
+           "(on denoised images when the representation is a denoising autoencoder, whose training counts as "
+           "the baseline's denoiser). Test split; 95% bootstrap CIs in brackets.", ""]
+    tasks = list(next(iter(approaches.values()))["tasks"])
+    for task in tasks:
+        first = approaches[next(iter(approaches))]["tasks"][task]
+        keys = ["dice", "iou"] if "dice" in first else ["accuracy", "f1", "mcc", "roc_auc"]
+        out += [f"### {task}", "", _table(["approach"] + keys,
+                [[a] + [_ci(v["tasks"][task], k) if k in ("dice", "accuracy") else v["tasks"][task].get(k)
+                        for k in keys] for a, v in approaches.items()]), ""]
+        tests = c.get("tests", {}).get(task, {})
+        if tests:
+            rows = []
+            for pair, r in tests.items():
+                if "mcnemar" in r:
+                    t = r["mcnemar"]
+                    rows.append([pair, f"McNemar ({t['method']}), b={t['b']}, c={t['c']}", t["p_value"]])
+                else:
+                    t = r["wilcoxon_dice"]
+                    rows.append([pair, f"Wilcoxon on per-image Dice, mean difference {r['mean_dice_difference']:+.4f}",
+                                 t["p_value"]])
+            out += [_table(["pair", "test", "p-value"], rows), ""]
+    out += ["### Cost", "", _table(["approach", "training wall time (s)", "epochs (all stages)", "parameters"],
+                                   [[a, f"{v['wall_time_s']:.1f}", v["epochs"], f"{v['parameters']['total']:,}"]
+                                    for a, v in approaches.items()]), ""]
+    if "baseline" in approaches and "models" in approaches["baseline"]:
+        out += [_table(["baseline model", "wall time (s)", "epochs", "parameters"],
+                       [[k, f"{v['wall_time_s']:.1f}", v["epochs_run"], f"{v['parameters']['total']:,}"]
+                        for k, v in approaches["baseline"]["models"].items()]), ""]
+    if "reduction_vs_baseline" in c:
+        out += [_table(["approach", "time reduction vs baseline (%)", "parameter reduction vs baseline (%)"],
+                       [[a, f"{v['time_pct']:.1f}", f"{v['parameters_pct']:.1f}"]
+                        for a, v in c["reduction_vs_baseline"].items()]), ""]
+    return out

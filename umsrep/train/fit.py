@@ -26,6 +26,7 @@ from umsrep.models.heads import HEADS, attach, attach_one, pyramid_spec
 from umsrep.models.losses import LOSSES, build_loss
 from umsrep.recipe import Recipe, dump_recipe
 from umsrep.rundir import RunDir
+from umsrep.train.checkpoint import Checkpoints
 from umsrep.train.distribute import make_strategy
 from umsrep.train.engine import Alternating, Joint, SingleTask, TaskStream, make_optimizer, run_stage
 from umsrep.train.weighting import make_weighting
@@ -66,7 +67,7 @@ def run_meta(recipe: Recipe, pre: dict, has_denoise: bool, status: str, created:
                          "python": platform.python_version()}}
 
 
-def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, strategy, stage_log, log):
+def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, strategy, stage_log, log, ckpt=None):
     """Load or train the shared encoder (denoising autoencoder or supervised); returns (encoder, preprocessing)."""
     rep = recipe.representation
     size, ch = tuple(recipe.data.image_size), recipe.data.channels
@@ -105,7 +106,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
                          recipe.seed)
     trainer = SingleTask("representation", stream, model.trainable_variables, make_optimizer(rep.optimizer),
                          strategy)
-    res = run_stage(trainer, rep, log=log, log_dir=stage_log("representation"))
+    res = run_stage(trainer, rep, log=log, log_dir=stage_log("representation"), checkpoints=ckpt)
     stages["representation"] = {**res.to_dict(), "parameters": _params(model), "kind": rep.kind}
     if rep.kind == "supervised":
         stages["representation"]["task"] = tname
@@ -113,7 +114,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
     return encoder, pre
 
 
-def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log):
+def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
     """Attach a head per task and train them with the recipe's strategy (see :mod:`umsrep.train.engine`)."""
     kind = recipe.strategy.kind
     size = tuple(recipe.data.image_size)
@@ -135,7 +136,7 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log):
         for s in streams:
             trainer = SingleTask(s.name, s, s.head_variables, make_optimizer(recipe.tasks[s.name].optimizer),
                                  strategy)
-            res = run_stage(trainer, recipe.tasks[s.name], log=log, log_dir=stage_log(s.name))
+            res = run_stage(trainer, recipe.tasks[s.name], log=log, log_dir=stage_log(s.name), checkpoints=ckpt)
             stages[s.name] = {**res.to_dict(), "parameters": {"trainable": res.trainable_params,
                                                               "total": int(s.model.count_params())}}
         return
@@ -151,11 +152,88 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log):
         trainer = Joint(kind, streams, encoder.trainable_variables, make_optimizer(st.optimizer), weighting, model,
                         strategy=strategy)
         log(f"joint training, weighting {st.weighting.method!r}")
-    res = run_stage(trainer, st, log=log, log_dir=stage_log(kind))
+    res = run_stage(trainer, st, log=log, log_dir=stage_log(kind), checkpoints=ckpt)
     stages[kind] = {**res.to_dict(), "tasks": [s.name for s in streams],
                     "parameters": {"trainable": res.trainable_params, "total": int(model.count_params())}}
     if kind == "alternating":
         stages[kind]["schedule"] = [list(x) for x in trainer.schedule]
+
+
+def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
+    """The paper's baseline: a separate model per task (a freshly initialised encoder of the same architecture +
+    the same head, all trainable) trained on images denoised by the representation's denoising autoencoder.
+
+    Returns ``({task: image -> output model}, {model: {time, parameters, ...}})``; the denoiser counts as one
+    of the baseline's models with the representation stage's training time (same architecture and training)."""
+    rep = recipe.representation
+    size, ch = tuple(recipe.data.image_size), recipe.data.channels
+    denoiser = attach_one(encoder, heads["denoise"]) if "denoise" in heads else None
+    models, costs = {}, {}
+    if denoiser is not None:
+        # a loaded encoder (init_from) was not trained here: its training time is unknown, counted as 0
+        rep_stage = stages.get("representation", {"wall_time_s": 0.0, "epochs_run": 0})
+        costs["denoiser"] = {"wall_time_s": rep_stage["wall_time_s"], "epochs_run": rep_stage["epochs_run"],
+                             "parameters": {"trainable": int(denoiser.count_params()),
+                                            "total": int(denoiser.count_params())}}
+        clean = tf.function(lambda x: denoiser(x, training=False), reduce_retracing=True)
+    for i, (name, task) in enumerate(recipe.tasks.items()):
+        (x_tr, y_tr), (x_va, y_va) = tasks[name].arrays("train"), tasks[name].arrays("val")
+        if denoiser is not None:
+            x_tr, x_va = pipeline.predict(clean, x_tr), pipeline.predict(clean, x_va) if len(x_va) else x_va
+        # same architecture, random init, its own normalisation statistics from its (denoised) training images
+        enc = ENCODERS.get(rep.kind)((*size, ch), filters=rep.filters, normalization=recipe.data.normalization,
+                                     mean=float(x_tr.mean()), std=float(x_tr.std()), dilation=rep.dilation,
+                                     dilated_layers=tuple(rep.dilated_layers), pool_after=tuple(rep.pool_after),
+                                     name=f"baseline_{name}_encoder")
+        head = build_head(name, task, pyramid_spec(enc), size)
+        model = attach_one(enc, head)
+        log(f"baseline model {name!r}: {model.count_params():,} parameters, trained from scratch"
+            + (" on denoised images" if denoiser is not None else ""))
+        stream = _stream(name, model, build_loss(task.type, task.loss), task, x_tr, y_tr, x_va, y_va,
+                         recipe.seed + 101 * (i + 1))
+        res = run_stage(SingleTask(f"baseline/{name}", stream, model.trainable_variables,
+                                   make_optimizer(task.optimizer), strategy), task, log=log,
+                        log_dir=stage_log(f"baseline_{name}"), checkpoints=ckpt)
+        costs[name] = {**res.to_dict(), "parameters": _params(model)}
+        image = keras.Input(shape=(*size, ch), name="image")
+        models[name] = keras.Model(image, model(denoiser(image) if denoiser is not None else image),
+                                   name=f"baseline_{name}")
+    return models, costs
+
+
+def _approach_summary(stage_list, task_metrics):
+    time_s = sum(s["wall_time_s"] for s in stage_list)
+    return {"wall_time_s": round(time_s, 3), "epochs": sum(s["epochs_run"] for s in stage_list),
+            "tasks": {n: {k: v for k, v in t.get("test", {}).items() if not isinstance(v, (dict, list))
+                          or k.endswith("_ci95")} for n, t in task_metrics.items() if n != "denoise"}}
+
+
+def compare_approaches(approaches: dict, outcomes: dict, recipe) -> dict:
+    """Paper-style comparison: per approach the test metrics, time and parameters; pairwise McNemar
+    (classification) or Wilcoxon on per-image Dice (segmentation); time and parameter reduction vs baseline."""
+    from umsrep.evaluate.stats import mcnemar, paired_tests
+
+    names = list(approaches)
+    tests = {}
+    for task, t in recipe.tasks.items():
+        per = {}
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                ya, yb = outcomes[a][task]["test"], outcomes[b][task]["test"]
+                if t.type == "classification":
+                    per[f"{a} vs {b}"] = {"mcnemar": mcnemar(ya > 0.5, yb > 0.5)}
+                else:
+                    r = paired_tests(ya, yb)
+                    per[f"{a} vs {b}"] = {"wilcoxon_dice": r["wilcoxon"], "mean_dice_difference": r["mean_difference"]}
+        tests[task] = per
+    out = {"approaches": approaches, "tests": tests}
+    if "baseline" in approaches:
+        base = approaches["baseline"]
+        out["reduction_vs_baseline"] = {
+            a: {"time_pct": round(100 * (1 - v["wall_time_s"] / base["wall_time_s"]), 1),
+                "parameters_pct": round(100 * (1 - v["parameters"]["total"] / base["parameters"]["total"]), 1)}
+            for a, v in approaches.items() if a != "baseline"}
+    return out
 
 
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
@@ -163,6 +241,9 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
     created = time.strftime("%Y-%m-%dT%H:%M:%S")
     keras.utils.set_random_seed(recipe.seed)
     run.write_text(RunDir.RECIPE, dump_recipe(recipe))
+    if not (run / RunDir.RUN).is_file():
+        run.write_json(RunDir.RUN, run_meta(recipe, {}, False, "training", created))
+    ckpt = Checkpoints(run / RunDir.CHECKPOINTS)
     rep = recipe.representation
     rep_source, tasks, sources = prepare(recipe, run.path, log)
     run.write_json(RunDir.SPLITS, {
@@ -180,17 +261,57 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
     if strategy.num_replicas_in_sync > 1 or recipe.distribute.strategy != "default":
         log(f"distribute: {recipe.distribute.strategy} ({type(strategy).__name__}) with "
             f"{strategy.num_replicas_in_sync} replica(s)")
+    kinds = [recipe.strategy.kind] + [k for k in dict.fromkeys(recipe.strategy.compare) if k != recipe.strategy.kind]
+    approaches, outcomes, results = {}, {}, {}
     with strategy.scope():
         encoder, pre = _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, strategy,
-                                       stage_log, log)
-        _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log)
-        full = attach(encoder, heads)
-    save_keras(full, run.model_path)
-    run.write_json(RunDir.RUN, run_meta(recipe, pre, "denoise" in heads, "trained", created))
-    log(f"model saved: {run.model_path} ({full.count_params():,} parameters)")
+                                       stage_log, log, ckpt)
+        rep_heads = dict(heads)
+        snapshot = {"encoder": encoder.get_weights(), **{h: m.get_weights() for h, m in rep_heads.items()}}
+        rep_stage = [stages["representation"]] if "representation" in stages else []
+        for n, kind in enumerate(kinds):
+            if n:  # every strategy starts from the same trained representation
+                encoder.set_weights(snapshot["encoder"])
+                for h, m in rep_heads.items():
+                    m.set_weights(snapshot[h])
+                log(f"--- strategy {kind!r} (comparison), from the same representation")
+            heads_k, stages_k = dict(rep_heads), {}
+            _fine_tune(recipe.model_copy(update={"strategy": recipe.strategy.model_copy(update={"kind": kind})}),
+                       encoder, heads_k, tasks, stages_k, strategy, stage_log, log, ckpt)
+            full = attach(encoder, heads_k)
+            path = run.model_path if n == 0 else run.path / "models" / f"{kind}.keras"
+            save_keras(full, path)
+            if n == 0:
+                run.write_json(RunDir.RUN, run_meta(recipe, pre, "denoise" in heads_k, "trained", created))
+                heads, stages = heads_k, {**stages, **stages_k}
+                main_model = full
+            log(f"model saved: {path} ({full.count_params():,} parameters)")
+            outcomes[kind] = {}
+            results[kind] = evaluate_model(full, recipe, tasks, rep_source, log=log, outcomes=outcomes[kind])
+            approaches[kind] = {**_approach_summary(rep_stage + list(stages_k.values()), results[kind]["tasks"]),
+                                "parameters": {"total": int(full.count_params())}}
+        if recipe.baseline:
+            encoder.set_weights(snapshot["encoder"])
+            for h, m in rep_heads.items():
+                m.set_weights(snapshot[h])
+            log("--- baseline: one separate model per task, random init"
+                + (", on denoised images" if "denoise" in rep_heads else ""))
+            base_models, costs = _baseline(recipe, encoder, rep_heads, tasks, stages, strategy, stage_log, log, ckpt)
+            outcomes["baseline"] = {}
+            results["baseline"] = evaluate_model(base_models, recipe, tasks, rep_source, log=log,
+                                                 outcomes=outcomes["baseline"])
+            approaches["baseline"] = {**_approach_summary(list(costs.values()), results["baseline"]["tasks"]),
+                                      "models": costs,
+                                      "parameters": {"total": int(sum(c["parameters"]["total"]
+                                                                      for c in costs.values()))}}
+            for name, m in base_models.items():
+                save_keras(m, run.path / "models" / f"baseline_{name}.keras")
+    full = main_model
 
-    metrics = evaluate_model(full, recipe, tasks, rep_source, log=log)
+    metrics = results[kinds[0]]
     metrics["stages"] = stages
+    if len(approaches) > 1:
+        metrics["comparison"] = compare_approaches(approaches, outcomes, recipe)
     metrics["parameters"] = {"encoder": int(encoder.count_params()),
                              "heads": {h: int(m.count_params()) for h, m in heads.items()},
                              "model_total": int(full.count_params())}

@@ -16,7 +16,7 @@ DEFAULT_FILTERS = [32, 64, 128, 256]
 
 
 @ENCODERS.register("denoising_autoencoder")
-def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0, **_):
+def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0, name="encoder", **_):
     filters = list(filters or DEFAULT_FILTERS)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = Normalize(normalization, mean, std, name="normalize")(inputs)
@@ -24,4 +24,4 @@ def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0
     for i, f in enumerate(filters, start=1):
         x = conv_bn_relu(x, f, strides=2, name=f"enc{i}")
         pyramid.append(x)
-    return keras.Model(inputs, pyramid, name="encoder")
+    return keras.Model(inputs, pyramid, name=name)

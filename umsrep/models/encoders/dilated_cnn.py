@@ -19,7 +19,7 @@ DEFAULT_FILTERS = [32, 64, 64, 128, 128, 128]
 
 @ENCODERS.register("supervised")
 def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0,
-          dilation=2, dilated_layers=(4, 5, 6), pool_after=(1, 2, 3), **_):
+          dilation=2, dilated_layers=(4, 5, 6), pool_after=(1, 2, 3), name="encoder", **_):
     filters = list(filters or DEFAULT_FILTERS)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = Normalize(normalization, mean, std, name="normalize")(inputs)
@@ -31,4 +31,4 @@ def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0
             pyramid.append(x)  # last feature map at this resolution
             x = layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
     pyramid.append(x)
-    return keras.Model(inputs, pyramid, name="encoder")
+    return keras.Model(inputs, pyramid, name=name)
