@@ -126,3 +126,35 @@ def test_segmentation_class_missing_from_training_masks(synth, tmp_path):
                                "mask_classes": {"lesion": [255], "calcification": [128]}})
     with pytest.raises(DataError, match="class 'calcification' has no sample in the training split of task 'lesion'"):
         prepare(r, tmp_path, log=lambda *_: None)
+
+
+def test_label_map_derives_binary_tasks_from_one_label_column(synth, tmp_path):
+    """Homogeneous tasks from one CSV (as the paper did for pneumonia): each binary task keeps only the images
+    whose label it maps, on the shared split; the others are counted, not errors."""
+    r = _recipe(synth,
+                bn={"type": "classification", "classes": ["benign", "normal"],
+                    "label_map": {"benign": "benign", "normal": "normal"}},
+                abnormal={"type": "classification", "classes": ["no", "yes"],
+                          "label_map": {"normal": "no", "benign": "yes", "malignant": "yes"}})
+    rep, tasks, _ = prepare(r, tmp_path, log=lambda *_: None)
+    labels = np.asarray(rep.data.labels)
+    bn, dx, ab = tasks["bn"], tasks["dx"], tasks["abnormal"]
+    assert bn.excluded == {"malignant": int(np.sum(labels == "malignant"))}
+    assert sum(bn.counts().values()) == int(np.sum(labels != "malignant"))
+    for s in ("train", "val", "test"):
+        assert set(bn.index[s]) <= set(rep.split[s])
+        np.testing.assert_array_equal(labels[bn.index[s]], np.asarray(["benign", "normal"])[bn.targets[bn.index[s]]])
+        np.testing.assert_array_equal(ab.targets[ab.index[s]], (labels[ab.index[s]] != "normal").astype(np.int32))
+    assert ab.excluded == {} and ab.counts() == dx.counts()
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"label_map": {"benign": "benign"}}, "label_map gives no label for class 'normal'"),
+    ({"label_map": {"benign": "benign", "normal": "cyst"}}, "label_map maps to 'cyst'"),
+    ({"type": "segmentation", "classes": ["lesion"], "label_map": {"a": "lesion"}}, "label_map is only for"),
+])
+def test_label_map_is_validated(synth, over, msg):
+    from umsrep.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=msg):
+        _recipe(synth, bn={"type": "classification", "classes": ["benign", "normal"], **over})

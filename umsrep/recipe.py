@@ -28,12 +28,15 @@ class Strict(BaseModel):
 class SplitConfig(Strict):
     test: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of samples (groups) held out for testing")
     val: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the rest used for validation")
-    folds: Optional[int] = Field(None, ge=2, description="k-fold: test = fold `fold` of k (overrides `test`)")
-    fold: int = Field(0, ge=0)
+    folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: each fold is the test split "
+                                                         "once (overrides `test`); results as mean ± SD")
+    fold: Optional[int] = Field(None, ge=0, description="k-fold: run only this fold (default: every fold)")
 
     @model_validator(mode="after")
     def _fold_in_range(self):
-        if self.folds is not None and self.fold >= self.folds:
+        if self.fold is not None and self.folds is None:
+            raise ValueError("fold needs folds (the number of folds)")
+        if self.folds is not None and self.fold is not None and self.fold >= self.folds:
             raise ValueError(f"fold must be < folds ({self.folds})")
         return self
 
@@ -181,6 +184,9 @@ class TaskConfig(TrainConfig):
     data: Optional[Dict[str, Any]] = Field(None, description="overrides of the top-level `data` for this task "
                                                              "(tasks may come from other files/datasets)")
     threshold: float = Field(0.5, gt=0, lt=1, description="binary segmentation threshold")
+    label_map: Optional[Dict[str, str]] = Field(
+        None, description="classification: labels-CSV label -> task class (several labels may map to one "
+                          "class); images whose label is not a key are left out of this task, and counted")
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -198,6 +204,15 @@ class TaskConfig(TrainConfig):
     def _check(self):
         if self.type == "classification" and len(self.classes) < 2:
             raise ValueError("a classification task needs at least 2 classes")
+        if self.label_map is not None:
+            if self.type != "classification":
+                raise ValueError("label_map is only for classification tasks")
+            bad = sorted(set(self.label_map.values()) - set(self.classes))
+            if bad:
+                raise ValueError(f"label_map maps to {bad[0]!r}, which is not one of the classes {self.classes}")
+            unmapped = [c for c in self.classes if c not in self.label_map.values()]
+            if unmapped:
+                raise ValueError(f"label_map gives no label for class {unmapped[0]!r}")
         if self.mask_classes is not None:
             if self.type != "segmentation":
                 raise ValueError("mask_classes is only for segmentation tasks")

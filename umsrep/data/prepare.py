@@ -44,6 +44,7 @@ class TaskData:
     index: Dict[str, np.ndarray]          # split -> rows of source.data usable by this task
     targets: np.ndarray                   # per row of source.data: class id (cls) or label map (seg)
     skipped: List[Skipped] = field(default_factory=list)
+    excluded: Dict[str, int] = field(default_factory=dict)   # label -> images left out by the task's label_map
 
     def arrays(self, which):
         idx = self.index[which]
@@ -75,7 +76,7 @@ def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
     has_labels = any(lab is not None for lab in data.labels)
     split = split_indices(len(data), labels=data.labels if has_labels else None,
                           groups=data.groups if cfg.group_by else None, test=cfg.split.test, val=cfg.split.val,
-                          seed=seed, folds=cfg.split.folds, fold=cfg.split.fold)
+                          seed=seed, folds=cfg.split.folds, fold=cfg.split.fold or 0)
     log(f"data {root}: {len(data)} images (train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])}), {len(data.skipped)} skipped")
     return Source(_key(cfg), cfg, data, split)
@@ -96,6 +97,7 @@ def task_data(name, task, source: Source) -> TaskData:
     data, cfg = source.data, source.config
     n = len(data)
     skipped: List[Skipped] = []
+    excluded: Dict[str, int] = {}
     if task.type == "segmentation":
         if data.masks is None:
             raise DataError(f"{cfg.root}: task {name!r} is a segmentation task but data.masks gives no masks")
@@ -108,6 +110,11 @@ def task_data(name, task, source: Source) -> TaskData:
         for i, lab in enumerate(data.labels):
             if lab is None:
                 continue
+            if task.label_map is not None:
+                if lab not in task.label_map:
+                    excluded[lab] = excluded.get(lab, 0) + 1
+                    continue
+                lab = task.label_map[lab]
             if lab not in ids:
                 msg = f"label {lab!r} is not one of the classes of task {name!r} {task.classes}"
                 if cfg.on_bad_file == "error":
@@ -126,7 +133,7 @@ def task_data(name, task, source: Source) -> TaskData:
         present = np.unique(targets[index["train"]])
         train_labels = [task.classes[v - 1] for v in present if v > 0]
     check_classes_present(train_labels, task.classes, f"the training split of task {name!r}")
-    return TaskData(name, task.type, list(task.classes), source, index, targets, skipped)
+    return TaskData(name, task.type, list(task.classes), source, index, targets, skipped, excluded)
 
 
 def prepare(recipe: Recipe, workdir: Path, log=print):

@@ -33,8 +33,9 @@ def render_markdown(m: dict) -> str:
     out.append(_table(["data set", "root", "images", "train", "val", "test", "skipped files"],
                       [[k, s["root"], s["images"], s["train"], s["val"], s["test"], len(s["skipped"])]
                        for k, s in data.get("sources", {}).items()]))
-    out += ["", _table(["task", "train", "val", "test", "skipped"],
-                       [[n, t["train"], t["val"], t["test"], len(t["skipped"])]
+    out += ["", _table(["task", "train", "val", "test", "skipped", "left out by label_map"],
+                       [[n, t["train"], t["val"], t["test"], len(t["skipped"]),
+                         ", ".join(f"{k}: {v}" for k, v in t.get("excluded_by_label_map", {}).items()) or "-"]
                         for n, t in data.get("tasks", {}).items()]), ""]
     skipped = [s for src in data.get("sources", {}).values() for s in src["skipped"]]
     skipped += [s for t in data.get("tasks", {}).values() for s in t["skipped"]]
@@ -134,3 +135,32 @@ def _comparison(c: dict) -> list:
                        [[a, f"{v['time_pct']:.1f}", f"{v['parameters_pct']:.1f}"]
                         for a, v in c["reduction_vs_baseline"].items()]), ""]
     return out
+
+
+def render_cv_markdown(m: dict) -> str:
+    """``report.md`` of a k-fold cross-validation run (the ``cv`` section of its metrics.json)."""
+    cv, run = m["cv"], m.get("run", {})
+    out = [f"# umsrep cross-validation `{run.get('name', '?')}`", "",
+           f"{cv['folds']} folds: each fold was the test split once (stratified; grouped by patient when the "
+           f"recipe's `group_by` is set); every fold is a complete run in `fold<i>/` with its own report. "
+           f"Values are mean ± sample SD over the folds' test splits. Total wall time {run.get('wall_time_s')} s, "
+           f"umsrep {run.get('umsrep_version')}.", ""]
+    approaches = cv["approaches"]
+    tasks = list(next(iter(approaches.values()))["tasks"])
+    for task in tasks:
+        first = approaches[next(iter(approaches))]["tasks"][task]
+        keys = [k for k in SEG_KEYS + CLS_KEYS if k in first]
+        out += [f"## {task}", "", _table(["approach"] + keys + ["per fold (" + keys[0] + ")"],
+                [[a] + [f"{v['tasks'][task][k]['mean']:.4f} ± {v['tasks'][task][k]['sd']:.4f}"
+                        if k in v["tasks"][task] else "n/a" for k in keys]
+                 + [", ".join(f"{x:.3f}" for x in v["tasks"][task][keys[0]]["values"])]
+                 for a, v in approaches.items()]), ""]
+        tests = cv["tests"].get(task, {})
+        if tests:
+            out += [_table(["pair", "metric", "mean difference", "paired t-test p", "Wilcoxon p"],
+                           [[pair, r["metric"], f"{r['mean_difference']:+.4f}", r["t_test"]["p_value"],
+                             r["wilcoxon"]["p_value"]] for pair, r in tests.items()]), ""]
+    out += ["## Cost", "", _table(["approach", "training wall time per fold (s)", "parameters"],
+                                  [[a, f"{v['wall_time_s']['mean']:.1f} ± {v['wall_time_s']['sd']:.1f}",
+                                    f"{v['parameters']:,}"] for a, v in approaches.items()]), ""]
+    return "\n".join(out) + "\n"

@@ -237,6 +237,12 @@ def compare_approaches(approaches: dict, outcomes: dict, recipe) -> dict:
 
 
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
+    """Train and evaluate ``recipe`` into ``run``; with ``data.split.folds`` and no ``fold``, every fold
+    (:mod:`umsrep.train.crossval`). Continues from the run's checkpoints when it has any."""
+    if recipe.data.split.folds is not None and recipe.data.split.fold is None:
+        from umsrep.train.crossval import fit_folds
+
+        return fit_folds(recipe, run, log)
     t_run = time.perf_counter()
     created = time.strftime("%Y-%m-%dT%H:%M:%S")
     keras.utils.set_random_seed(recipe.seed)
@@ -319,7 +325,8 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
         "sources": {k: {"root": s.config.root or "synthetic", "images": len(s.data),
                         **{sp: int(len(s.split[sp])) for sp in SPLITS},
                         "skipped": [vars(x) for x in s.data.skipped]} for k, s in sources.items()},
-        "tasks": {n: {"source": td.source.key, **td.counts(), "skipped": [vars(x) for x in td.skipped]}
+        "tasks": {n: {"source": td.source.key, **td.counts(), "skipped": [vars(x) for x in td.skipped],
+                      **({"excluded_by_label_map": td.excluded} if td.excluded else {})}
                   for n, td in tasks.items()}}
     metrics["run"] = {"name": recipe.name, "modality": recipe.modality, "strategy": recipe.strategy.kind,
                       "representation": rep.kind if not rep.init_from else f"init_from {rep.init_from}",
