@@ -102,9 +102,10 @@ def cmd_fit(args) -> int:
         _log(f"run directory: {run.path}")
     else:
         _log(f"resuming run directory: {run.path}")
-    from umsrep.console import print_summary
+    from umsrep.console import print_cv_summary, print_summary
 
-    print_summary(fit(recipe, run, log=_log))
+    metrics = fit(recipe, run, log=_log)
+    (print_cv_summary if "cv" in metrics else print_summary)(metrics)
     _log(f"done: {run / RunDir.REPORT}")
     return 0
 

@@ -26,3 +26,18 @@ def print_summary(metrics: dict, title="held-out results") -> None:
             vals = ", ".join(f"{k} {m[k]:.3f}" if m.get(k) is not None else f"{k} n/a" for k in HEADLINE[t["type"]])
             table.add_row(name, split, str(m["n"]), vals)
     Console().print(table)
+
+
+def print_cv_summary(metrics: dict, title="cross-validation (test folds): mean ± SD") -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("approach", "task", "metrics", "time (s)"):
+        table.add_column(col)
+    for a, v in metrics["cv"]["approaches"].items():
+        for task, m in v["tasks"].items():
+            keys = [k for k in HEADLINE["segmentation"] + HEADLINE["classification"] if k in m]
+            table.add_row(a, task, ", ".join(f"{k} {m[k]['mean']:.3f}±{m[k]['sd']:.3f}" for k in keys),
+                          f"{v['wall_time_s']['mean']:.0f}")
+    Console().print(table)

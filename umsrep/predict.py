@@ -57,6 +57,7 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
     from umsrep.rundir import RunDir
 
     run = RunDir.open(run_dir)
+    run.require_model()
     meta = run.read_json(RunDir.RUN)
     pre = meta["preprocessing"]
     size, channels = tuple(pre["image_size"]), int(pre["channels"])

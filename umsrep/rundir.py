@@ -61,6 +61,15 @@ class RunDir:
         except json.JSONDecodeError as e:
             raise RunDirError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
 
+    def require_model(self):
+        """The trained model's path, or a one-line error saying why there is none."""
+        if self.model_path.is_file():
+            return self.model_path
+        if (self.path / self.RUN).is_file() and self.read_json(self.RUN).get("kind") == "cross_validation":
+            raise RunDirError(f"{self.path}: a cross-validation run has one model per fold; give a fold folder "
+                              f"({self.path / 'fold0'}, ...)")
+        raise RunDirError(f"{self.model_path}: missing (the run did not finish training)")
+
     @property
     def model_path(self):
         return self.path / self.MODEL

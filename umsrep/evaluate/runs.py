@@ -22,9 +22,8 @@ def evaluate_run(run_dir, log=print) -> dict:
     from umsrep.rundir import RunDir
 
     run = RunDir.open(run_dir)
+    run.require_model()
     recipe = load_recipe(run / RunDir.RECIPE)
-    if not run.model_path.is_file():
-        raise RunDirError(f"{run.model_path}: missing (the run did not finish training)")
     saved = run.read_json(RunDir.SPLITS)
     rep_source, tasks, sources = prepare(recipe, run.path, log)
     for key, src in sources.items():
