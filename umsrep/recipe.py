@@ -281,6 +281,12 @@ class DistributeConfig(Strict):
                                                            "(default: all GPUs, else the CPU)")
 
 
+class DeriveConfig(Strict):
+    rule: str = Field(min_length=1, description="rule over head outputs (umsrep.derive.rules), e.g. "
+                                                "quality == \"good\" and flow == \"TR\" and p(flow) >= 0.8")
+    description: Optional[str] = None
+
+
 class OutputConfig(Strict):
     dir: str = Field("runs", description="parent folder of run directories (`--out` overrides)")
     tensorboard: bool = True
@@ -297,7 +303,14 @@ class Recipe(Strict):
     distribute: DistributeConfig = Field(default_factory=DistributeConfig)
     baseline: bool = Field(False, description="also train the baseline: a separate model per task (same "
                                               "encoder + head architecture, random init) on denoised images")
+    derive: Dict[str, DeriveConfig] = Field(
+        default_factory=dict, description="named decisions computed from the heads' outputs (derivable tasks)")
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("derive", mode="before")
+    @classmethod
+    def _derive_str(cls, v):
+        return {k: ({"rule": r} if isinstance(r, str) else r) for k, r in v.items()} if isinstance(v, dict) else v
 
     @field_validator("tasks")
     @classmethod
@@ -325,6 +338,7 @@ class Recipe(Strict):
             unknown = sorted(set(named or {}) - set(self.tasks))
             if unknown:
                 raise ValueError(f"{field_name}: unknown task {unknown[0]!r}; tasks are {sorted(self.tasks)}")
+        self.derive_rules()
         for name, t in self.tasks.items():
             if t.data is not None:
                 try:
@@ -334,6 +348,23 @@ class Recipe(Strict):
         return self
 
     # -- helpers used by the trainer -------------------------------------------------------------
+    def derive_rules(self) -> dict:
+        """``{decision: parsed rule}``, checked against the heads (raises ValueError naming the field)."""
+        from umsrep.derive.rules import RuleError, check_rule, parse_rule
+
+        heads = {n: (t.type, list(t.classes)) for n, t in self.tasks.items()}
+        rules = {}
+        for name, d in self.derive.items():
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name) or name in heads or name in ("p", "area"):
+                raise ValueError(f"derive.{name}: a decision name must be an identifier and not a task name")
+            try:
+                node = parse_rule(d.rule)
+                check_rule(node, heads, list(rules))
+            except RuleError as e:
+                raise ValueError(f"derive.{name}: {e}") from None
+            rules[name] = node
+        return rules
+
     def task_data(self, task: str) -> DataConfig:
         t = self.tasks[task]
         if not t.data:
