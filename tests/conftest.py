@@ -41,6 +41,9 @@ tasks:
   lesion: {type: segmentation, classes: [lesion], epochs: 2, batch_size: 8}
   diagnosis: {type: classification, classes: [benign, malignant, normal], epochs: 2, batch_size: 8,
               head: {units: 16}}
+derive:
+  refer: 'diagnosis == "malignant" or (diagnosis == "benign" and area(lesion) > 0.05)'
+  discharge: 'not refer and p(diagnosis, "normal") >= 0.4'
 output: {tensorboard: true}
 """
 
@@ -60,3 +63,22 @@ def tiny_run(tiny_recipe_file, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     assert main(["fit", str(tiny_recipe_file), "--out", str(out)]) == 0
     return out
+
+
+def write_dicom(path, arr):
+    """A minimal MONOCHROME2 16-bit (12 stored) DICOM file holding ``arr``; skips when pydicom is absent."""
+    pytest.importorskip("pydicom")
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.Rows, ds.Columns = arr.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = arr.astype("uint16").tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.conftest import write_dicom
 from umsrep.cli import main
-from umsrep.errors import UmsrepError
 
 
 def test_run_directory_complete(tiny_run):
@@ -68,26 +68,12 @@ def test_evaluate_reproduces_metrics(tiny_run):
 
 
 def test_predict_files_folders_and_dicom(tiny_run, tmp_path):
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     imgs = sorted((tiny_run / "data" / "images").glob("*.png"))[:3]
     folder = tmp_path / "in"
     folder.mkdir()
     for f in imgs[:2]:
         shutil.copy(f, folder / f.name)
-    arr = cv2.imread(str(imgs[2]), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 16
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(tmp_path / "scan.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Rows, ds.Columns = arr.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = arr.tobytes()
-    ds.save_as(tmp_path / "scan.dcm", enforce_file_format=True)
+    write_dicom(tmp_path / "scan.dcm", cv2.imread(str(imgs[2]), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 16)
 
     out = tmp_path / "pred"
     assert main(["predict", str(tiny_run), str(folder), str(tmp_path / "scan.dcm"), "--out", str(out)]) == 0
@@ -100,8 +86,12 @@ def test_predict_files_folders_and_dicom(tiny_run, tmp_path):
         assert r["diagnosis"] in ("benign", "malignant", "normal")
         mask = cv2.imread(r["lesion_mask"], cv2.IMREAD_UNCHANGED)
         assert mask.shape == (32, 32) and set(np.unique(mask)) <= {0, 255}
+        assert r["refer"] in ("True", "False") and r["discharge"] in ("True", "False")
+        assert not (r["refer"] == "True" and r["discharge"] == "True")   # discharge needs "not refer"
+        assert cv2.imread(r["overlay"]).shape == (32, 32, 3)
     assert (out / "denoised" / "scan.png").is_file()
-    assert json.loads((out / "predictions.json").read_text())["predictions"][0]["file"] == rows[0]["file"]
+    js = json.loads((out / "predictions.json").read_text())
+    assert js["predictions"][0]["file"] == rows[0]["file"] and set(js["decisions"]) == {"refer", "discharge"}
 
 
 def test_predict_bad_input(tiny_run, tmp_path, capsys):

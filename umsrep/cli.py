@@ -128,6 +128,23 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    _quiet_tf()
+    from umsrep.evaluate.runs import report_run
+
+    report_run(args.run_dir, log=_log)
+    return 0
+
+
+def cmd_explain(args) -> int:
+    _quiet_tf()
+    from umsrep.predict import explain
+
+    explain(args.run_dir, args.inputs, args.out, args.task, layer=args.layer, class_name=args.class_name,
+            method=args.method, batch_size=args.batch_size, log=_log)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="umsrep", description="Unified Modality-Specific Representations: train a "
                                 "shared encoder per imaging modality, attach light task heads.")
@@ -153,12 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.set_defaults(func=cmd_evaluate)
 
+    rp = sub.add_parser("report", help="re-draw report.md and report.html of a finished run")
+    rp.add_argument("run_dir")
+    rp.set_defaults(func=cmd_report)
+
     pr = sub.add_parser("predict", help="masks and class probabilities for new images (files, folders, DICOM)")
     pr.add_argument("run_dir")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--batch-size", type=int, default=16)
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("explain", help="Grad-CAM heat maps of a classification head for new images")
+    ex.add_argument("run_dir")
+    ex.add_argument("inputs", nargs="+", help="image files and/or folders")
+    ex.add_argument("--task", required=True, help="classification task (head) to explain")
+    ex.add_argument("--out", required=True, help="output folder (heatmaps/, overlays/, explanations.csv/.json)")
+    ex.add_argument("--layer", help="layer path, e.g. encoder/enc3_relu (default: the last conv block before "
+                    "the head)")
+    ex.add_argument("--class", dest="class_name", help="explain this class (default: each image's predicted one)")
+    ex.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"])
+    ex.add_argument("--batch-size", type=int, default=16)
+    ex.set_defaults(func=cmd_explain)
     return p
 
 

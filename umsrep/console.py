@@ -41,3 +41,17 @@ def print_cv_summary(metrics: dict, title="cross-validation (test folds): mean Â
             table.add_row(a, task, ", ".join(f"{k} {m[k]['mean']:.3f}Â±{m[k]['sd']:.3f}" for k in keys),
                           f"{v['wall_time_s']['mean']:.0f}")
     Console().print(table)
+
+
+def progress(items, description, log=print):
+    """Iterate ``items`` with a progress bar on stderr for long batches (plain iteration when short or when
+    stderr is not a terminal)."""
+    import sys
+
+    items = list(items)
+    if len(items) < 8 or not sys.stderr.isatty():
+        return items
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(items, description=description, console=Console(stderr=True), transient=True)

@@ -5,8 +5,11 @@ size and channels; normalization is inside the model). All inputs are read befor
 unreadable file stops the command with one line naming it and nothing half-done is left behind.
 
 Writes ``<out>/masks/<image>_<task>.png`` per segmentation task (binary: 0/255; multi-class: class id per
-pixel, 0 = background), ``<out>/denoised/<image>.png`` when the model has a denoising output, and
-``<out>/predictions.csv`` + ``predictions.json`` with predicted classes and probabilities.
+pixel, 0 = background), ``<out>/overlays/<image>.png`` (the masks in colour over the image),
+``<out>/denoised/<image>.png`` when the model has a denoising output, and ``<out>/predictions.csv`` +
+``predictions.json`` with predicted classes, probabilities and the recipe's derived decisions (true/false).
+
+``umsrep explain`` (:func:`explain`) writes Grad-CAM heat maps and overlays for one classification head.
 """
 
 from __future__ import annotations
@@ -47,13 +50,12 @@ def _png(arr) -> bytes:
     return buf.tobytes()
 
 
-def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
+def load_run_inputs(run_dir, inputs, log=print):
+    """(run, run.json, model, files, images) — every input read and resized before anything is written."""
     import keras
-    import tensorflow as tf
 
     import umsrep.models.layers  # noqa: F401
-    from umsrep.data import pipeline
-    from umsrep.evaluate.evaluate import task_predictions
+    from umsrep.console import progress
     from umsrep.rundir import RunDir
 
     run = RunDir.open(run_dir)
@@ -62,16 +64,35 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
     pre = meta["preprocessing"]
     size, channels = tuple(pre["image_size"]), int(pre["channels"])
     files = collect_inputs(inputs)
-    x = np.stack([resize_image(read_image(f, channels), size) for f in files]).astype(np.float32)
-    model = keras.models.load_model(run.model_path)
+    x = np.stack([resize_image(read_image(f, channels), size)
+                  for f in progress(files, "reading", log)]).astype(np.float32)
+    return run, meta, keras.models.load_model(run.model_path), files, x
+
+
+def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
+    import tensorflow as tf
+
+    from umsrep.console import progress
+    from umsrep.data import pipeline
+    from umsrep.derive.rules import decide
+    from umsrep.evaluate.evaluate import head_values, task_predictions
+    from umsrep.recipe import load_recipe
+    from umsrep.rundir import RunDir
+
+    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log)
     fn = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
     log(f"predicting {len(files)} images with {run.path.name}")
-    outs = pipeline.predict(fn, x, batch_size)
+    chunks = [pipeline.predict(fn, x[i:i + batch_size], batch_size)
+              for i in progress(range(0, len(x), batch_size), "predicting", log)]
+    outs = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    recipe = load_recipe(run / RunDir.RECIPE)
+    decisions = decide(recipe.derive_rules(), {n: head_values(outs[n], recipe.tasks[n]) for n in recipe.tasks})
     out = Path(out)
     stems = _unique_stems(files)
     rows = []
     for i, f in enumerate(files):
         row = {"file": str(f)}
+        masks = []
         for name, t in meta["tasks"].items():
             probs = outs[name][i]
             if t["type"] == "classification":
@@ -79,11 +100,17 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
                 row.update({f"{name}_p_{c}": float(p) for c, p in zip(t["classes"], probs)})
             else:
                 pred = task_predictions(probs[None], "segmentation", t["threshold"])[0]
+                masks.append(pred)
                 img = (pred * 255).astype(np.uint8) if len(t["classes"]) == 1 else pred.astype(np.uint8)
                 path = out / "masks" / f"{stems[i]}_{name}.png"
                 write_bytes(path, _png(img))
                 row[f"{name}_mask"] = str(path)
                 row[f"{name}_fraction"] = float((pred > 0).mean())
+        row.update({d: bool(v[i]) for d, v in decisions.items()})
+        if masks:
+            path = out / "overlays" / f"{stems[i]}.png"
+            write_bytes(path, _png(mask_overlay(x[i], masks)[..., ::-1]))
+            row["overlay"] = str(path)
         if "denoise" in outs:
             path = out / "denoised" / f"{stems[i]}.png"
             d = np.clip(outs["denoise"][i], 0, 1)
@@ -91,14 +118,75 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
             write_bytes(path, _png(np.round(d * 255).astype(np.uint8)))
             row["denoised"] = str(path)
         rows.append(row)
+    _write_table(out, "predictions", rows, {"run": str(run.path), "decisions": {
+        k: v.rule for k, v in recipe.derive.items()}})
+    log(f"wrote {out / 'predictions.csv'} ({len(rows)} images)")
+    return {"predictions": rows}
+
+
+# one colour per segmentation class (RGB), cycling
+COLOURS = [(255, 64, 64), (64, 200, 64), (64, 128, 255), (255, 200, 0), (200, 64, 255), (0, 220, 220)]
+
+
+def mask_overlay(image, masks, alpha=0.4) -> np.ndarray:
+    """Image in [0, 1] (H, W, 1|3) with every label map's classes blended in colour and outlined -> RGB uint8."""
+    import cv2
+
+    img = np.clip(np.asarray(image, np.float32), 0, 1)
+    rgb = np.round(255 * (np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img)).astype(np.float32)
+    k = 0
+    for m in masks:
+        for c in range(1, int(m.max()) + 1):
+            sel = m == c
+            colour = np.asarray(COLOURS[k % len(COLOURS)], np.float32)
+            rgb[sel] = (1 - alpha) * rgb[sel] + alpha * colour
+            contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            out = np.ascontiguousarray(rgb.astype(np.uint8))
+            cv2.drawContours(out, contours, -1, tuple(int(v) for v in colour), 1)
+            rgb = out.astype(np.float32)
+            k += 1
+    return rgb.astype(np.uint8)
+
+
+def explain(run_dir, inputs, out, task, layer=None, class_name=None, method="gradcam", batch_size=16,
+            log=print) -> dict:
+    """``umsrep explain``: Grad-CAM / Grad-CAM++ heat maps of a classification head for new images."""
+    from umsrep.console import progress
+    from umsrep.errors import RecipeError
+    from umsrep.explain.gradcam import GradCam, colorize, overlay
+
+    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log)
+    cam = GradCam(model, task, layer=layer, method=method)
+    classes = meta["tasks"][task]["classes"]
+    if class_name is not None and class_name not in classes:
+        raise RecipeError(f"--class: {class_name!r} is not a class of {task!r} {classes}")
+    target = None if class_name is None else classes.index(class_name)
+    log(f"{method} of {task!r} at {cam.layer} for {len(files)} images")
+    out, stems, rows = Path(out), _unique_stems(files), []
+    for i in progress(range(0, len(x), batch_size), "explaining", log):
+        r = cam(x[i:i + batch_size], target)
+        for j, m in enumerate(r.maps):
+            k = i + j
+            heat, over = out / "heatmaps" / f"{stems[k]}_{task}.png", out / "overlays" / f"{stems[k]}_{task}.png"
+            write_bytes(heat, _png(colorize(m)[..., ::-1]))
+            write_bytes(over, _png(overlay(x[k], m)[..., ::-1]))
+            rows.append({"file": str(files[k]), "task": task, "explained_class": classes[r.classes[j]],
+                         "probability": float(r.probs[j, r.classes[j]]),
+                         "predicted_class": classes[int(np.argmax(r.probs[j]))], "heatmap": str(heat),
+                         "overlay": str(over)})
+    _write_table(out, "explanations", rows, {"run": str(run.path), "task": task, "layer": cam.layer,
+                                             "method": method})
+    log(f"wrote {out / 'explanations.csv'} ({len(rows)} images)")
+    return {"explanations": rows, "layer": cam.layer}
+
+
+def _write_table(out, stem, rows, header):
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    write_text(out / "predictions.csv", buf.getvalue())
-    write_json(out / "predictions.json", {"run": str(run.path), "predictions": rows})
-    log(f"wrote {out / 'predictions.csv'} ({len(rows)} images)")
-    return {"predictions": rows}
+    write_text(out / f"{stem}.csv", buf.getvalue())
+    write_json(out / f"{stem}.json", {**header, stem: rows})
 
 
 def _unique_stems(files):

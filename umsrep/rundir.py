@@ -13,6 +13,7 @@ from umsrep.io import write_json, write_text
 class RunDir:
     RECIPE, RUN, SPLITS, METRICS, REPORT = "recipe.yaml", "run.json", "splits.json", "metrics.json", "report.md"
     MODEL, ENCODER_DIR, LOGS, CHECKPOINTS = "model.keras", "encoder", "logs", "checkpoints"
+    HTML = "report.html"
 
     def __init__(self, path):
         self.path = Path(path)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from umsrep.data import pipeline
 from umsrep.data.noise import NoiseLevel, apply_noise
 from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, dice_per_image, segmentation_metrics
+from umsrep.derive.rules import HeadValues, decide, heads_of
 from umsrep.evaluate.stats import bootstrap_ci
 from umsrep.models.heads import attach_one
 
@@ -80,6 +81,115 @@ def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_s
             log(f"test {name}: {key} {res['test'][key]:.4f} (n={res['test']['n']})")
     if not isinstance(model, dict) and any(layer.name == "head_denoise" for layer in model.layers):
         out["tasks"]["denoise"] = evaluate_denoising(model, recipe, rep_source, splits, batch_size, log)
+    if recipe.derive:
+        out["derive"] = evaluate_derived(model, recipe, tasks, rep_source, splits, batch_size, log)
+    if not isinstance(model, dict):
+        loc = gradcam_localization(model, recipe, tasks, batch_size=batch_size)
+        if loc:
+            out["explain"] = loc
+            for task, v in loc.items():
+                txt = ", ".join(f"{c} {r['cam_mass_in_mask']:.3f} vs area {r['mask_area_fraction']:.3f}"
+                                for c, r in v["classes"].items())
+                log(f"test Grad-CAM mass inside the {v['mask_task']} mask ({task}, true class): {txt}")
+    return out
+
+
+def head_values(probs, task) -> HeadValues:
+    """A head's outputs over n images in the form derived rules read (:class:`umsrep.derive.rules.HeadValues`)."""
+    if task.type == "classification":
+        return HeadValues(list(task.classes), probs=np.asarray(probs, np.float64))
+    return label_fractions(task_predictions(probs, task.type, task.threshold), task.classes)
+
+
+def label_fractions(label_maps, classes) -> HeadValues:
+    maps = np.asarray(label_maps)
+    return HeadValues(list(classes), fractions=np.stack([(maps == c).mean(axis=(1, 2))
+                                                         for c in range(len(classes) + 1)], axis=1))
+
+
+def evaluate_derived(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_size=16, log=print) -> dict:
+    """Every ``derive`` decision on the representation data set's splits: how often it fires, and — on images
+    where every head it reads has ground truth — its agreement with the same rule applied to the true labels
+    and masks (accuracy, sensitivity, specificity, confusion counts)."""
+    rules = recipe.derive_rules()
+    used = sorted(set().union(*(heads_of(r) for r in rules.values())) & set(recipe.tasks))
+    other = [n for n in used if tasks[n].source is not rep_source]
+    if other:
+        log(f"derived decisions not evaluated: task(s) {other} use another data set than the representation")
+        return {"skipped": f"tasks {other} use another data set"}
+    out = {name: {"rule": recipe.derive[name].rule} for name in rules}
+    for split in splits:
+        idx = rep_source.split[split]
+        if len(idx) == 0:
+            continue
+        x = rep_source.data.images[idx]
+        values, truth, known = {}, {}, np.ones(len(idx), bool)
+        for name in used:
+            t, td = recipe.tasks[name], tasks[name]
+            sub = _task_model(model, name)
+            probs = pipeline.predict(tf.function(lambda b: sub(b, training=False), reduce_retracing=True), x,
+                                     batch_size)
+            values[name] = head_values(probs, t)
+            known &= np.isin(idx, td.index[split])
+            y = td.targets[idx]
+            if t.type == "classification":
+                truth[name] = HeadValues(list(t.classes), probs=np.eye(len(t.classes))[np.clip(y, 0, None)])
+            else:
+                truth[name] = label_fractions(y, t.classes)
+        pred = decide(rules, values)
+        true = decide(rules, truth)
+        for name in rules:
+            p, g = pred[name], true[name]
+            m = {"n": int(len(idx)), "positive_rate": float(p.mean()), "n_with_truth": int(known.sum())}
+            if known.any():
+                pk, gk = p[known], g[known]
+                tp, fp = int(np.sum(pk & gk)), int(np.sum(pk & ~gk))
+                tn, fn = int(np.sum(~pk & ~gk)), int(np.sum(~pk & gk))
+                m.update({"accuracy": float((pk == gk).mean()), "true_positive_rate": float(gk.mean()),
+                          "sensitivity": tp / (tp + fn) if tp + fn else None,
+                          "specificity": tn / (tn + fp) if tn + fp else None,
+                          "tp": tp, "fp": fp, "tn": tn, "fn": fn})
+            out[name][split] = m
+    for name, v in out.items():
+        if "test" in v and v["test"].get("accuracy") is not None:
+            log(f"test decision {name}: fires on {v['test']['positive_rate']:.3f} of images, accuracy "
+                f"{v['test']['accuracy']:.4f} vs the rule on the true labels (n={v['test']['n_with_truth']})")
+    return out
+
+
+def gradcam_localization(model, recipe, tasks, split="test", batch_size=16) -> dict:
+    """For each classification task whose images have masks of a segmentation task (same data set): per true
+    class, the mean fraction of Grad-CAM mass (for the true class, default layer) inside the mask vs the mean
+    fraction of the image the mask covers — > area means the heat map concentrates on the annotated region."""
+    from umsrep.explain.gradcam import GradCam, mass_inside
+
+    out = {}
+    for cname, ctd in tasks.items():
+        if recipe.tasks[cname].type != "classification":
+            continue
+        seg = next((s for s, std in tasks.items() if recipe.tasks[s].type == "segmentation"
+                    and std.source is ctd.source), None)
+        if seg is None:
+            continue
+        idx = np.intersect1d(ctd.index[split], tasks[seg].index[split])
+        if len(idx) == 0:
+            continue
+        cam = GradCam(model, cname)
+        x, labels = ctd.source.data.images[idx], ctd.targets[idx]
+        masks = tasks[seg].targets[idx] > 0
+        maps = np.concatenate([cam(x[i:i + batch_size], labels[i:i + batch_size]).maps
+                               for i in range(0, len(x), batch_size)])
+        classes = {}
+        for k, c in enumerate(recipe.tasks[cname].classes):
+            rows = [i for i in np.flatnonzero(labels == k) if masks[i].any()]
+            mass = [m for m in (mass_inside(maps[i], masks[i]) for i in rows) if m is not None]
+            if mass:
+                area = float(np.mean([masks[i].mean() for i in rows]))
+                classes[c] = {"n": len(mass), "cam_mass_in_mask": float(np.mean(mass)),
+                              "mask_area_fraction": area, "ratio": float(np.mean(mass) / area) if area else None}
+        if classes:
+            out[cname] = {"mask_task": seg, "layer": cam.layer, "split": split, "method": "gradcam",
+                          "classes": classes}
     return out
 
 

@@ -58,8 +58,9 @@ def render_markdown(m: dict) -> str:
     for name, t in m.get("tasks", {}).items():
         if t["type"] == "classification":
             out += [f"### {name} (classification: {', '.join(t['classes'])})", ""]
-            out.append(_table(["split", "n"] + list(CLS_KEYS),
-                              [[s, t[s]["n"]] + [t[s].get(k) for k in CLS_KEYS] for s in ("val", "test") if s in t]))
+            out.append(_table(["split", "n"] + list(CLS_KEYS) + ["accuracy 95% CI"],
+                              [[s, t[s]["n"]] + [t[s].get(k) for k in CLS_KEYS] + [_interval(t[s], "accuracy")]
+                               for s in ("val", "test") if s in t]))
             if "test" in t:
                 cm = t["test"]["confusion_matrix"]
                 out += ["", "Test confusion matrix (rows: true, columns: predicted):", "",
@@ -69,8 +70,9 @@ def render_markdown(m: dict) -> str:
                                      v.get("roc_auc"), v.get("support")] for c, v in t["test"]["per_class"].items()])]
         elif t["type"] == "segmentation":
             out += [f"### {name} (segmentation: {', '.join(t['classes'])})", ""]
-            out.append(_table(["split", "n"] + list(SEG_KEYS),
-                              [[s, t[s]["n"]] + [t[s].get(k) for k in SEG_KEYS] for s in ("val", "test") if s in t]))
+            out.append(_table(["split", "n"] + list(SEG_KEYS) + ["dice 95% CI"],
+                              [[s, t[s]["n"]] + [t[s].get(k) for k in SEG_KEYS] + [_interval(t[s], "dice")]
+                               for s in ("val", "test") if s in t]))
             if "test" in t and len(t["classes"]) > 1:
                 out += ["", _table(["class", "dice", "iou", "dice (pooled pixels)"],
                                    [[c, v.get("dice"), v.get("iou"), v.get("dice_global")]
@@ -84,17 +86,38 @@ def render_markdown(m: dict) -> str:
                                 v["denoised"]["ssim"], v["noisy"]["ms_ssim"], v["denoised"]["ms_ssim"]]
                                for lv, v in t["test"].items()]))
         out.append("")
+    if isinstance(m.get("derive"), dict) and "skipped" not in m["derive"]:
+        out += ["## Derived decisions", "",
+                "Each rule is applied to the heads' predictions, and — on images where every head it reads has "
+                "ground truth — to the true labels and masks; accuracy is their agreement (test split).", "",
+                _table(["decision", "rule", "fires on", "n with truth", "accuracy", "sensitivity", "specificity"],
+                       [[k, f"`{v['rule']}`", v.get("test", {}).get("positive_rate"),
+                         v.get("test", {}).get("n_with_truth"), v.get("test", {}).get("accuracy"),
+                         v.get("test", {}).get("sensitivity"), v.get("test", {}).get("specificity")]
+                        for k, v in m["derive"].items()]), ""]
+    if m.get("explain"):
+        out += ["## Grad-CAM localization", "",
+                "Mean fraction of the Grad-CAM heat map's mass (true class) inside the annotated mask, vs the mean "
+                "fraction of the image the mask covers (test split). A ratio above 1 means the heat map "
+                "concentrates on the annotated region.", "",
+                _table(["task", "layer", "mask", "class", "n", "Grad-CAM mass in mask", "mask area", "ratio"],
+                       [[t, v["layer"], v["mask_task"], c, r["n"], r["cam_mass_in_mask"], r["mask_area_fraction"],
+                         r["ratio"]] for t, v in m["explain"].items() for c, r in v["classes"].items()]), ""]
     if "comparison" in m:
         out += _comparison(m["comparison"])
     return "\n".join(out) + "\n"
 
 
-def _ci(t, key):
+def _interval(t, key):
     ci = t.get(f"{key}_ci95")
-    v = t.get(key)
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "n/a"
+
+
+def _ci(t, key):
+    v, interval = t.get(key), _interval(t, key)
     if v is None:
         return "n/a"
-    return f"{v:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
+    return f"{v:.4f}" + ("" if interval == "n/a" else f" {interval}")
 
 
 def _comparison(c: dict) -> list:

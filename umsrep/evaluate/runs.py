@@ -12,12 +12,12 @@ import time
 from umsrep.errors import RunDirError
 
 
-def evaluate_run(run_dir, log=print) -> dict:
+def load_finished_run(run_dir, log=print):
+    """(run, recipe, model, rep_source, tasks) of a trained run, its held-out split re-made and checked."""
     import keras
 
     import umsrep.models.layers  # noqa: F401
     from umsrep.data.prepare import SPLITS, prepare
-    from umsrep.evaluate.evaluate import evaluate_model
     from umsrep.recipe import load_recipe
     from umsrep.rundir import RunDir
 
@@ -31,7 +31,13 @@ def evaluate_run(run_dir, log=print) -> dict:
         if ref is None or any(src.names(s) != ref[s] for s in SPLITS):
             raise RunDirError(f"{src.config.root}: data or split differ from {run / RunDir.SPLITS}; "
                               f"cannot reproduce the run's held-out split")
-    model = keras.models.load_model(run.model_path)
+    return run, recipe, keras.models.load_model(run.model_path), rep_source, tasks
+
+
+def evaluate_run(run_dir, log=print) -> dict:
+    from umsrep.evaluate.evaluate import evaluate_model
+
+    run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log)
     t0 = time.perf_counter()
     metrics = evaluate_model(model, recipe, tasks, rep_source, log=log)
     metrics["evaluated"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -39,3 +45,15 @@ def evaluate_run(run_dir, log=print) -> dict:
     run.write_json("evaluation.json", metrics)
     log(f"wrote {run / 'evaluation.json'}")
     return metrics
+
+
+def report_run(run_dir, log=print):
+    """Re-draw ``report.md`` and ``report.html`` of a finished run from its metrics.json, model and data."""
+    from umsrep.evaluate.html import write_html_report
+    from umsrep.evaluate.report import render_markdown
+    from umsrep.rundir import RunDir
+
+    run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log)
+    metrics = run.read_json(RunDir.METRICS)
+    run.write_text(RunDir.REPORT, render_markdown(metrics))
+    write_html_report(run, metrics, model, recipe, tasks, rep_source, log=log)

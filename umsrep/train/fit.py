@@ -18,6 +18,7 @@ from umsrep.data import pipeline
 from umsrep.data.noise import NoiseLevel, random_noise
 from umsrep.data.prepare import SPLITS, prepare
 from umsrep.evaluate.evaluate import evaluate_model
+from umsrep.evaluate.html import write_html_report
 from umsrep.evaluate.report import render_markdown
 from umsrep.io import save_keras
 from umsrep.models.encoder_io import load_encoder, preprocessing_of, save_encoder
@@ -333,6 +334,7 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
                       "wall_time_s": round(time.perf_counter() - t_run, 2), "umsrep_version": umsrep.__version__}
     run.write_json(RunDir.METRICS, metrics)
     run.write_text(RunDir.REPORT, render_markdown(metrics))
+    write_html_report(run, metrics, full, recipe, tasks, rep_source, log=log)
     run.write_json(RunDir.RUN, {**run_meta(recipe, pre, "denoise" in heads, "complete", created),
                                 "wall_time_s": metrics["run"]["wall_time_s"]})
     return metrics

@@ -1,0 +1,303 @@
+"""``report.html``: one self-contained page (no network: styles inline, every image a data URI) to look at a run.
+
+The tables are ``report.md`` (rendered from ``metrics.json`` by :mod:`umsrep.evaluate.report`, so both reports
+always say the same) converted with Python-Markdown; the figures are drawn with matplotlib from the trained
+model and the run's own held-out split:
+
+recipe (collapsible YAML) · data counts and skipped files · learning curves per stage · metrics tables with
+95% CIs · confusion matrices · ROC curves · test images with true vs predicted masks · Grad-CAM examples for
+each class · denoising examples (noisy / denoised / clean with PSNR) · derived decisions · the strategy and
+baseline comparison when present.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:0 24px 48px;
+color:#1d2430;line-height:1.45}
+h1{border-bottom:3px solid #3a6ea5;padding-bottom:6px}h2{margin-top:36px;border-bottom:1px solid #ccd;padding-bottom:4px}
+table{border-collapse:collapse;margin:10px 0;font-size:13px}th,td{border:1px solid #ccd;padding:3px 8px;text-align:right}
+th{background:#eef2f8}td:first-child,th:first-child{text-align:left}code,pre{background:#f4f5f7;font-size:12px}
+pre{padding:10px;overflow-x:auto}figure{margin:14px 0}figcaption{font-size:13px;color:#555}
+img{max-width:100%}nav a{margin-right:12px;font-size:14px}.figs{display:flex;flex-wrap:wrap;gap:12px}
+"""
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(uri, caption):
+    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _gray(img):
+    img = np.clip(np.asarray(img, np.float32), 0, 1)
+    return img[..., 0] if img.shape[-1] == 1 else img
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def learning_curves(stages: dict):
+    import matplotlib.pyplot as plt
+
+    stages = {k: v for k, v in stages.items() if v.get("history")}
+    if not stages:
+        return None
+    n = len(stages)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (name, st) in zip(axes.flat, stages.items()):
+        hist = st["history"]
+        ep = [h["epoch"] for h in hist]
+        for key, style in (("loss", "-"), ("val_loss", "--")):
+            if all(key in h for h in hist):
+                ax.plot(ep, [h[key] for h in hist], style, label=key)
+        for key in sorted({k for h in hist for k in h if k.startswith("loss/") or k.startswith("val_loss/")}):
+            ax.plot(ep, [h.get(key, np.nan) for h in hist], ":", label=key)
+        if st.get("best_epoch"):
+            ax.axvline(st["best_epoch"], color="grey", lw=0.8)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion(cm, classes, title):
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(1.1 + 0.7 * len(classes), 1.0 + 0.6 * len(classes)))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "k")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def roc(y, probs, classes, title):
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import auc, roc_curve
+
+    fig, ax = plt.subplots(figsize=(3.6, 3.4))
+    pairs = [(1, classes[1])] if len(classes) == 2 else list(enumerate(classes))
+    for k, c in pairs:
+        truth = (np.asarray(y) == k).astype(int)
+        if truth.min() == truth.max():
+            continue
+        fpr, tpr, _ = roc_curve(truth, probs[:, k])
+        ax.plot(fpr, tpr, label=f"{c} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("1 - specificity", fontsize=8)
+    ax.set_ylabel("sensitivity", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def mask_grid(x, y, pred, title, n=6):
+    """Rows: image with the true mask outlined (green) / with the predicted mask (red), per test image."""
+    import matplotlib.pyplot as plt
+
+    k = min(n, len(x))
+    fig, axes = plt.subplots(2, k, figsize=(1.9 * k, 4.0), squeeze=False)
+    for j in range(k):
+        for r, (mask, colour, label) in enumerate(((y[j], "lime", "true"), (pred[j], "red", "predicted"))):
+            ax = axes[r, j]
+            ax.imshow(_gray(x[j]), cmap="gray")
+            if np.any(mask > 0):
+                ax.contour(mask > 0, levels=[0.5], colors=colour, linewidths=1.0)
+                ax.imshow(np.ma.masked_where(mask == 0, mask), cmap="autumn" if r else "summer", alpha=0.3)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def cam_grid(x, maps, captions, title):
+    import matplotlib.pyplot as plt
+
+    from umsrep.explain.gradcam import overlay
+
+    k = len(x)
+    fig, axes = plt.subplots(1, k, figsize=(2.1 * k, 2.5), squeeze=False)
+    for j in range(k):
+        axes[0, j].imshow(overlay(x[j], maps[j]))
+        axes[0, j].set_title(captions[j], fontsize=7)
+        axes[0, j].axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def denoise_grid(clean, noisy_by_level, denoised_by_level, psnr, title):
+    import matplotlib.pyplot as plt
+
+    levels = list(noisy_by_level)
+    k = len(clean)
+    fig, axes = plt.subplots(k, 1 + 2 * len(levels), figsize=(1.9 * (1 + 2 * len(levels)), 2.0 * k),
+                             squeeze=False)
+    for i in range(k):
+        cells = [("clean", clean[i])]
+        for lv in levels:
+            cells += [(f"{lv} {psnr[lv]['noisy'][i]:.1f} dB", noisy_by_level[lv][i]),
+                      (f"denoised {psnr[lv]['denoised'][i]:.1f} dB", denoised_by_level[lv][i])]
+        for j, (cap, img) in enumerate(cells):
+            axes[i, j].imshow(_gray(img), cmap="gray", vmin=0, vmax=1)
+            axes[i, j].set_title(cap, fontsize=6)
+            axes[i, j].axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# ----------------------------------------------------------------------------------------------- page
+def write_html_report(run, metrics, model=None, recipe=None, tasks=None, rep_source=None, log=print):
+    """Render ``report.html`` next to ``report.md`` in the run directory ``run``."""
+    from umsrep.evaluate.report import render_markdown
+    from umsrep.rundir import RunDir
+
+    page = build_html(metrics, (run / RunDir.RECIPE).read_text(), render_markdown(metrics), model, recipe, tasks,
+                      rep_source)
+    run.write_text(RunDir.HTML, page)
+    log(f"report: {run / RunDir.HTML} ({len(page) / 1e6:.1f} MB, self-contained)")
+
+
+def build_html(metrics: dict, recipe_yaml: str, markdown_text: str, model=None, recipe=None, tasks=None,
+               rep_source=None, examples: int = 6) -> str:
+    """The page. Without ``model`` only the parts that need no images (tables, learning curves) are drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import markdown as md
+
+    run = metrics.get("run", {})
+    title = f"umsrep run {run.get('name', '?')}"
+    sections = []
+    curves = learning_curves(metrics.get("stages", {}))
+    if curves:
+        sections.append(("Learning curves", _figure(curves, "training (solid) and validation (dashed) loss per "
+                                                            "epoch; grey line: best epoch")))
+    if model is not None:
+        sections += _model_sections(metrics, model, recipe, tasks, rep_source, examples)
+    body = md.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    nav = " ".join(f'<a href="#{_anchor(t)}">{html.escape(t)}</a>' for t, _ in sections)
+    figs = "\n".join(f'<h2 id="{_anchor(t)}">{html.escape(t)}</h2>\n{content}' for t, content in sections)
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>\n<nav>Figures: {nav}</nav>\n{body}\n"
+            f"<h2 id=\"recipe\">Recipe</h2><details><summary>recipe.yaml (resolved)</summary>"
+            f"<pre>{html.escape(recipe_yaml)}</pre></details>\n{figs}\n</body></html>\n")
+
+
+def _anchor(title):
+    return "".join(c if c.isalnum() else "-" for c in title.lower())
+
+
+def _model_sections(metrics, model, recipe, tasks, rep_source, examples):
+    import tensorflow as tf
+
+    from umsrep.data import pipeline
+    from umsrep.evaluate.evaluate import _task_model, task_predictions
+
+    out = []
+    cls_figs, seg_figs, cam_figs = [], [], []
+    for name, td in tasks.items():
+        t = recipe.tasks[name]
+        x, y = td.arrays("test")
+        if len(x) == 0:
+            continue
+        sub = _task_model(model, name)
+        probs = pipeline.predict(tf.function(lambda b: sub(b, training=False), reduce_retracing=True), x)
+        if t.type == "classification":
+            cm = metrics["tasks"][name]["test"]["confusion_matrix"]
+            cls_figs.append(_figure(confusion(cm, t.classes, f"{name}: test confusion matrix"),
+                                    f"{name}: rows true, columns predicted"))
+            cls_figs.append(_figure(roc(y, probs, t.classes, f"{name}: test ROC"), f"{name}: one-vs-rest ROC"))
+            cam_figs += _cam_examples(model, name, t, x, y, probs, examples)
+        else:
+            pred = task_predictions(probs, t.type, t.threshold)
+            order = np.argsort([-(m > 0).sum() for m in y])  # images with the largest true masks first
+            pick = np.concatenate([order[: examples // 2], order[len(order) // 2: len(order) // 2 + examples
+                                                                 - examples // 2]])[:examples]
+            seg_figs.append(_figure(mask_grid(x[pick], y[pick], pred[pick], f"{name}: test images"),
+                                    f"{name}: true mask (top, green) and prediction (bottom, red)"))
+    if cls_figs:
+        out.append(("Confusion matrices and ROC curves", '<div class="figs">' + "".join(cls_figs) + "</div>"))
+    if seg_figs:
+        out.append(("Test segmentations", "".join(seg_figs)))
+    if cam_figs:
+        out.append(("Grad-CAM examples", "".join(cam_figs)))
+    den = _denoise_examples(model, recipe, rep_source)
+    if den:
+        out.append(("Denoising examples", den))
+    return out
+
+
+def _cam_examples(model, name, t, x, y, probs, examples):
+    from umsrep.explain.gradcam import GradCam
+
+    try:
+        cam = GradCam(model, name)
+    except Exception as e:  # a model without umsrep's encoder/head layout: say so, draw the rest
+        return [f"<p>Grad-CAM not available for {html.escape(name)}: {html.escape(str(e))}</p>"]
+    figs = []
+    per_class = max(1, min(4, examples // 2))
+    for k, c in enumerate(t.classes):
+        rows = np.flatnonzero(np.asarray(y) == k)[:per_class]
+        if len(rows) == 0:
+            continue
+        r = cam(x[rows], np.full(len(rows), k))
+        caps = [f"p({c})={probs[i, k]:.2f}, pred {t.classes[int(np.argmax(probs[i]))]}" for i in rows]
+        figs.append(_figure(cam_grid(x[rows], r.maps, caps, f"{name}: true class {c}"),
+                            f"{name}, class {c}: Grad-CAM at {r.layer} for the true class"))
+    return figs
+
+
+def _denoise_examples(model, recipe, rep_source, n=3):
+    import tensorflow as tf
+
+    from umsrep.data import pipeline
+    from umsrep.data.noise import apply_noise
+    from umsrep.evaluate.evaluate import _task_model
+    from umsrep.evaluate.metrics import psnr
+    from umsrep.train.fit import noise_levels
+
+    if isinstance(model, dict) or "head_denoise" not in [ly.name for ly in model.layers]:
+        return None
+    clean = rep_source.data.images[rep_source.split["test"][:n]]
+    if len(clean) == 0:
+        return None
+    sub = _task_model(model, "denoise")
+    fn = tf.function(lambda b: sub(b, training=False), reduce_retracing=True)
+    noisy, den, scores = {}, {}, {}
+    for k, lv in enumerate(noise_levels(recipe.representation)[:2]):
+        nz = np.asarray(apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64)))
+        d = pipeline.predict(fn, nz)
+        noisy[lv.name], den[lv.name] = nz, d
+        scores[lv.name] = {"noisy": psnr(clean, nz), "denoised": psnr(clean, d)}
+    return _figure(denoise_grid(clean, noisy, den, scores, "denoising (test images)"),
+                   "clean image; per noise level the noisy input and the representation's denoised output, with "
+                   "PSNR against the clean image")
