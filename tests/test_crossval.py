@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_RECIPE
 from umsrep.cli import main
 from umsrep.evaluate.stats import paired_tests
 from umsrep.train.checkpoint import Checkpoints
@@ -17,16 +16,9 @@ ARGS = ["--set", "data.split.folds=3", "--set", "strategy.compare=[joint]", "--s
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    p = tmp_path_factory.mktemp("cv") / "tiny.yaml"
-    p.write_text(TINY_RECIPE)
-    return p
-
-
-@pytest.fixture(scope="module")
-def cv_run(recipe, tmp_path_factory):
+def cv_run(tiny_recipe_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("cv-run") / "run"
-    assert main(["fit", str(recipe), "--out", str(out), *ARGS]) == 0
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 0
     return out
 
 
@@ -65,7 +57,7 @@ def test_cv_parent_has_no_single_model(cv_run, capsys):
     assert "cross-validation run has one model per fold" in err and "Traceback" not in err
 
 
-def test_interrupted_cv_resumes_at_the_unfinished_fold(recipe, cv_run, tmp_path, monkeypatch):
+def test_interrupted_cv_resumes_at_the_unfinished_fold(tiny_recipe_file, cv_run, tmp_path, monkeypatch):
     out = tmp_path / "run"
     real, saves = Checkpoints.save, []
 
@@ -76,7 +68,7 @@ def test_interrupted_cv_resumes_at_the_unfinished_fold(recipe, cv_run, tmp_path,
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Checkpoints, "save", save)
-    assert main(["fit", str(recipe), "--out", str(out), *ARGS]) == 130
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 130
     monkeypatch.undo()
     assert json.loads((out / "fold0" / "run.json").read_text())["status"] == "complete"
     assert json.loads((out / "run.json").read_text())["status"] == "training"

@@ -23,16 +23,9 @@ def _weights(run):
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    p = tmp_path_factory.mktemp("resume") / "tiny.yaml"
-    p.write_text(TINY_RECIPE)
-    return p
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(recipe, tmp_path_factory):
+def uninterrupted(tiny_recipe_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("resume-a") / "run"
-    assert main(["fit", str(recipe), "--out", str(out), *ARGS]) == 0
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 0
     return out
 
 
@@ -59,11 +52,11 @@ JOINT = [a.replace("strategy.kind=alternating", "strategy.kind=joint") for a in 
     "--set", "strategy.weighting.method=gradnorm"]
 
 
-def test_resume_joint_gradnorm_restores_the_weighting_state(recipe, tmp_path, monkeypatch):
+def test_resume_joint_gradnorm_restores_the_weighting_state(tiny_recipe_file, tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert main(["fit", str(recipe), "--out", str(a), *JOINT]) == 0
+    assert main(["fit", str(tiny_recipe_file), "--out", str(a), *JOINT]) == 0
     calls = _interrupt_after(monkeypatch, 3)  # representation epoch 1, then joint epochs 1 and 2
-    assert main(["fit", str(recipe), "--out", str(b), *JOINT]) == 130
+    assert main(["fit", str(tiny_recipe_file), "--out", str(b), *JOINT]) == 130
     monkeypatch.undo()
     assert calls[-1] == "joint"
     assert main(["fit", "--resume", str(b)]) == 0
@@ -74,10 +67,11 @@ def test_resume_joint_gradnorm_restores_the_weighting_state(recipe, tmp_path, mo
 
 
 @pytest.mark.parametrize("n_saves", [1, 3])  # inside the representation stage; inside the alternating stage
-def test_resume_gives_the_same_final_weights(recipe, uninterrupted, tmp_path, monkeypatch, n_saves):
+def test_resume_gives_the_same_final_weights(tiny_recipe_file, uninterrupted, tmp_path, monkeypatch,
+                                            n_saves):
     out = tmp_path / "run"
     calls = _interrupt_after(monkeypatch, n_saves)
-    assert main(["fit", str(recipe), "--out", str(out), *ARGS]) == 130
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 130
     assert json.loads((out / "run.json").read_text())["status"] == "training"
     assert not (out / "metrics.json").exists()
     monkeypatch.undo()
@@ -93,10 +87,11 @@ def test_resume_gives_the_same_final_weights(recipe, uninterrupted, tmp_path, mo
     assert hist_a == hist_b
 
 
-def test_resume_refuses_a_changed_recipe_and_a_complete_run(recipe, uninterrupted, tmp_path, monkeypatch, capsys):
+def test_resume_refuses_a_changed_recipe_and_a_complete_run(tiny_recipe_file, uninterrupted, tmp_path,
+                                                            monkeypatch, capsys):
     out = tmp_path / "run"
     _interrupt_after(monkeypatch, 1)
-    assert main(["fit", str(recipe), "--out", str(out), *ARGS]) == 130
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 130
     monkeypatch.undo()
     changed = tmp_path / "changed.yaml"
     changed.write_text(TINY_RECIPE.replace("seed: 3", "seed: 4"))
@@ -104,7 +99,8 @@ def test_resume_refuses_a_changed_recipe_and_a_complete_run(recipe, uninterrupte
     err = capsys.readouterr().err
     assert "seed: is 4 but the run being resumed used 3" in err and "Traceback" not in err
     # output / distribute may change
-    assert main(["fit", str(recipe), "--resume", str(out), *ARGS, "--set", "output.dir=elsewhere"]) == 0
+    resume = ["fit", str(tiny_recipe_file), "--resume", str(out), *ARGS]
+    assert main([*resume, "--set", "output.dir=elsewhere"]) == 0
     assert main(["fit", "--resume", str(uninterrupted)]) == 2
     assert "already complete" in capsys.readouterr().err
 

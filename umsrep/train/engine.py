@@ -106,6 +106,22 @@ class Trainer:
 
         return step
 
+    def _one_task_step(self, s: TaskStream, variables, opt):
+        """A distributed step: one batch of task ``s``, ``opt`` updates ``variables``; returns the mean loss."""
+        replicas = self.replicas
+
+        def replica(x, y):
+            with tf.GradientTape() as tape:
+                loss = _scaled_loss(s, x, y, replicas)
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def step(batch):
+            return self._reduce(self.strategy.run(replica, args=batch))
+
+        return step
+
     def next_batch(self, task):
         self.consumed[task] += 1
         return next(self._train_iters[task])
@@ -192,19 +208,7 @@ class SingleTask(Trainer):
         return {self.streams[0].name: self.optimizer}
 
     def _make_step(self, s):
-        variables, opt, replicas = self._variables, self.optimizer, self.replicas
-
-        def replica(x, y):
-            with tf.GradientTape() as tape:
-                loss = _scaled_loss(s, x, y, replicas)
-            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
-
-        @tf.function(reduce_retracing=True)
-        def step(batch):
-            return self._reduce(self.strategy.run(replica, args=batch))
-
-        return step
+        return self._one_task_step(s, self._variables, self.optimizer)
 
     def train_epoch(self):
         s = self.streams[0]
@@ -255,19 +259,7 @@ class Alternating(Trainer):
         return [opt_name]
 
     def _make_step(self, s):
-        variables, opt, replicas = self._vars[s.name], self._opts[s.name], self.replicas
-
-        def replica(x, y):
-            with tf.GradientTape() as tape:
-                loss = _scaled_loss(s, x, y, replicas)
-            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
-
-        @tf.function(reduce_retracing=True)
-        def step(batch):
-            return self._reduce(self.strategy.run(replica, args=batch))
-
-        return step
+        return self._one_task_step(s, self._vars[s.name], self._opts[s.name])
 
     def get_state(self):
         return {**super().get_state(), "turn": self._turn, "left": self._left}
