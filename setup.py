@@ -23,6 +23,7 @@ setup(
         "scikit-learn>=1.3",
         "scipy>=1.11",
         "matplotlib>=3.8",
+        "markdown>=3.5",  # report.html from report.md
         "rich>=13.0",
         "pydicom>=2.4",
         "pylibjpeg>=2.0",  # JPEG-compressed DICOM
