@@ -7,6 +7,7 @@ rejected; every error is reported as one line naming the recipe file, the field 
 
 from __future__ import annotations
 
+import builtins
 import copy
 import os
 import re
@@ -136,6 +137,7 @@ class RepresentationConfig(TrainConfig):
     kind: Literal["denoising_autoencoder", "supervised"] = "denoising_autoencoder"
     filters: Optional[List[int]] = Field(None, min_length=1, description="encoder widths (default: denoising "
                                          "autoencoder [32, 64, 128, 256]; supervised [32, 64, 64, 128, 128, 128])")
+    kernel_size: int = Field(3, ge=1, le=15, description="encoder convolution kernel size (paper search: 3, 5, 7)")
     dilation: int = Field(2, ge=1, description="supervised dilated CNN: dilation rate of `dilated_layers`")
     dilated_layers: List[int] = Field(default_factory=lambda: [4, 5, 6])
     pool_after: List[int] = Field(default_factory=lambda: [1, 2, 3],
@@ -290,6 +292,46 @@ class DeriveConfig(Strict):
 class OutputConfig(Strict):
     dir: str = Field("runs", description="parent folder of run directories (`--out` overrides)")
     tensorboard: bool = True
+    html: bool = Field(True, description="write report.html (figures need the model and the test images)")
+
+
+class SearchParam(Strict):
+    """One dimension of a search space: exactly one of choice / int / float / boolean."""
+
+    choice: Optional[List[Any]] = Field(None, min_length=1)
+    int: Optional[Tuple[builtins.int, builtins.int]] = Field(None, description="[min, max], inclusive")
+    float: Optional[Tuple[builtins.float, builtins.float]] = Field(None, description="[min, max]")
+    step: Optional[builtins.float] = Field(None, gt=0)
+    log: bool = Field(False, description="int/float: sample on a log scale")
+    boolean: Optional[bool] = Field(None, description="true: search over {false, true}")
+
+    @model_validator(mode="after")
+    def _one(self):
+        kinds = [k for k in ("choice", "int", "float") if getattr(self, k) is not None]
+        kinds += ["boolean"] if self.boolean else []
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of choice: [...], int: [min, max], float: [min, max], boolean: true")
+        rng = self.int or self.float
+        if rng is not None and not rng[0] < rng[1]:
+            raise ValueError(f"range {list(rng)}: min must be < max")
+        if self.log and rng is not None and rng[0] <= 0:
+            raise ValueError("log sampling needs min > 0")
+        return self
+
+
+class SearchConfig(Strict):
+    """``umsrep tune``: a KerasTuner search over recipe fields, every trial a `fit` by the same engine."""
+
+    tuner: Literal["random", "bayesian", "hyperband"] = "random"
+    objective: str = Field(description="split.task.metric on the validation split, e.g. val.diagnosis.accuracy, "
+                                       "val.lesion.dice, val.denoise.psnr")
+    direction: Literal["auto", "max", "min"] = Field("auto", description="auto: min for losses, else max")
+    max_trials: int = Field(10, ge=1)
+    epochs: int = Field(5, ge=1, description="epochs of the tuned stage per trial (hyperband: the maximum)")
+    stage: Literal["representation", "heads"] = Field(
+        "heads", description="representation: each trial trains a representation with `epochs`; heads: the "
+                             "representation is trained once and reused, each trial fine-tunes the heads")
+    space: Dict[str, SearchParam] = Field(min_length=1, description="recipe field path -> values")
 
 
 class Recipe(Strict):
@@ -303,6 +345,9 @@ class Recipe(Strict):
     distribute: DistributeConfig = Field(default_factory=DistributeConfig)
     baseline: bool = Field(False, description="also train the baseline: a separate model per task (same "
                                               "encoder + head architecture, random init) on denoised images")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy while training; losses and metrics stay float32")
+    search: Optional[SearchConfig] = Field(None, description="search space for `umsrep tune`")
     derive: Dict[str, DeriveConfig] = Field(
         default_factory=dict, description="named decisions computed from the heads' outputs (derivable tasks)")
     output: OutputConfig = Field(default_factory=OutputConfig)
@@ -339,6 +384,9 @@ class Recipe(Strict):
             if unknown:
                 raise ValueError(f"{field_name}: unknown task {unknown[0]!r}; tasks are {sorted(self.tasks)}")
         self.derive_rules()
+        if self.precision == "mixed_float16" and (self.strategy.kind == "joint" or "joint" in self.strategy.compare):
+            raise ValueError("precision: mixed_float16 needs loss scaling, which the joint strategy's weighting "
+                             "does not do; use mixed_bfloat16 (no loss scaling needed)")
         for name, t in self.tasks.items():
             if t.data is not None:
                 try:

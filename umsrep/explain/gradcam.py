@@ -100,7 +100,9 @@ class GradCam:
         act, feats = outs[0], outs[1:]
         args = [feats[lv] for lv in self._levels]
         h = self._pre(args if len(args) > 1 else args[0], training=False)
-        logits = tf.matmul(h, self._dense.kernel) + (self._dense.bias if self._dense.use_bias else 0.0)
+        kernel = tf.convert_to_tensor(self._dense.kernel)
+        h = tf.cast(h, kernel.dtype)  # mixed precision: the head's last Dense computes in float32
+        logits = tf.matmul(h, kernel) + (tf.cast(self._dense.bias, kernel.dtype) if self._dense.use_bias else 0.0)
         return act, logits, tf.nn.softmax(logits, axis=-1)
 
     def __call__(self, x, class_index=None) -> CamResult:

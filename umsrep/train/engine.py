@@ -33,15 +33,20 @@ SUM = tf.distribute.ReduceOp.SUM
 
 
 def make_optimizer(cfg):
-    """Keras optimizer from :class:`umsrep.recipe.OptimizerConfig`."""
+    """Keras optimizer from :class:`umsrep.recipe.OptimizerConfig`; wrapped in a dynamic
+    ``LossScaleOptimizer`` under the ``mixed_float16`` policy (steps call ``opt.scale_loss``)."""
     lr = cfg.learning_rate
     if cfg.name == "adam":
-        return keras.optimizers.Adam(lr)
-    if cfg.name == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 0.004)
-    if cfg.name == "rmsprop":
-        return keras.optimizers.RMSprop(lr, momentum=cfg.momentum)
-    return keras.optimizers.SGD(lr, momentum=cfg.momentum)
+        opt = keras.optimizers.Adam(lr)
+    elif cfg.name == "adamw":
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 0.004)
+    elif cfg.name == "rmsprop":
+        opt = keras.optimizers.RMSprop(lr, momentum=cfg.momentum)
+    else:
+        opt = keras.optimizers.SGD(lr, momentum=cfg.momentum)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
 
 
 def n_params(variables) -> int:
@@ -113,7 +118,8 @@ class Trainer:
         def replica(x, y):
             with tf.GradientTape() as tape:
                 loss = _scaled_loss(s, x, y, replicas)
-            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+                scaled = opt.scale_loss(loss)   # = loss, except under a LossScaleOptimizer (mixed_float16)
+            opt.apply_gradients(zip(tape.gradient(scaled, variables), variables))
             return loss
 
         @tf.function(reduce_retracing=True)

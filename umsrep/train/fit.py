@@ -37,6 +37,16 @@ def noise_levels(rep) -> list:
     return [NoiseLevel(s.kind, float(v)) for s in rep.noise for v in s.levels]
 
 
+def build_encoder(recipe, mean, std, name="encoder"):
+    """The recipe's encoder architecture, freshly initialised, with its normalisation statistics."""
+    rep = recipe.representation
+    return ENCODERS.get(rep.kind)((*recipe.data.image_size, recipe.data.channels), filters=rep.filters,
+                                  normalization=recipe.data.normalization, mean=mean, std=std,
+                                  kernel_size=rep.kernel_size, dilation=rep.dilation,
+                                  dilated_layers=tuple(rep.dilated_layers), pool_after=tuple(rep.pool_after),
+                                  name=name)
+
+
 def _params(model):
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     return {"trainable": trainable, "total": int(model.count_params())}
@@ -77,9 +87,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         log(f"encoder loaded from {rep.init_from} ({encoder.count_params():,} parameters)")
         return encoder, {**pre, "init_from": str(rep.init_from)}
     pre = preprocessing_of(recipe, mean, std, rep.kind)
-    encoder = ENCODERS.get(rep.kind)((*size, ch), filters=rep.filters, normalization=recipe.data.normalization,
-                                     mean=mean, std=std, dilation=rep.dilation,
-                                     dilated_layers=tuple(rep.dilated_layers), pool_after=tuple(rep.pool_after))
+    encoder = build_encoder(recipe, mean, std)
     spec = pyramid_spec(encoder)
     if rep.kind == "denoising_autoencoder":
         heads["denoise"] = HEADS.get("denoise")(spec, size, channels=ch)
@@ -166,7 +174,6 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
 
     Returns ``({task: image -> output model}, {model: {time, parameters, ...}})``; the denoiser counts as one
     of the baseline's models with the representation stage's training time (same architecture and training)."""
-    rep = recipe.representation
     size, ch = tuple(recipe.data.image_size), recipe.data.channels
     denoiser = attach_one(encoder, heads["denoise"]) if "denoise" in heads else None
     models, costs = {}, {}
@@ -182,10 +189,7 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         if denoiser is not None:
             x_tr, x_va = pipeline.predict(clean, x_tr), pipeline.predict(clean, x_va) if len(x_va) else x_va
         # same architecture, random init, its own normalisation statistics from its (denoised) training images
-        enc = ENCODERS.get(rep.kind)((*size, ch), filters=rep.filters, normalization=recipe.data.normalization,
-                                     mean=float(x_tr.mean()), std=float(x_tr.std()), dilation=rep.dilation,
-                                     dilated_layers=tuple(rep.dilated_layers), pool_after=tuple(rep.pool_after),
-                                     name=f"baseline_{name}_encoder")
+        enc = build_encoder(recipe, float(x_tr.mean()), float(x_tr.std()), name=f"baseline_{name}_encoder")
         head = build_head(name, task, pyramid_spec(enc), size)
         model = attach_one(enc, head)
         log(f"baseline model {name!r}: {model.count_params():,} parameters, trained from scratch"
@@ -244,6 +248,15 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
         from umsrep.train.crossval import fit_folds
 
         return fit_folds(recipe, run, log)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(recipe.precision)
+    try:
+        return _fit_one(recipe, run, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     t_run = time.perf_counter()
     created = time.strftime("%Y-%m-%dT%H:%M:%S")
     keras.utils.set_random_seed(recipe.seed)
@@ -334,7 +347,8 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
                       "wall_time_s": round(time.perf_counter() - t_run, 2), "umsrep_version": umsrep.__version__}
     run.write_json(RunDir.METRICS, metrics)
     run.write_text(RunDir.REPORT, render_markdown(metrics))
-    write_html_report(run, metrics, full, recipe, tasks, rep_source, log=log)
+    if recipe.output.html:
+        write_html_report(run, metrics, full, recipe, tasks, rep_source, log=log)
     run.write_json(RunDir.RUN, {**run_meta(recipe, pre, "denoise" in heads, "complete", created),
                                 "wall_time_s": metrics["run"]["wall_time_s"]})
     return metrics

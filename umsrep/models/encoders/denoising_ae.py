@@ -16,12 +16,13 @@ DEFAULT_FILTERS = [32, 64, 128, 256]
 
 
 @ENCODERS.register("denoising_autoencoder")
-def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0, name="encoder", **_):
+def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0, kernel_size=3,
+          name="encoder", **_):
     filters = list(filters or DEFAULT_FILTERS)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = Normalize(normalization, mean, std, name="normalize")(inputs)
     pyramid = []
     for i, f in enumerate(filters, start=1):
-        x = conv_bn_relu(x, f, strides=2, name=f"enc{i}")
+        x = conv_bn_relu(x, f, strides=2, kernel=kernel_size, name=f"enc{i}")
         pyramid.append(x)
     return keras.Model(inputs, pyramid, name=name)

@@ -19,13 +19,13 @@ DEFAULT_FILTERS = [32, 64, 64, 128, 128, 128]
 
 @ENCODERS.register("supervised")
 def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0,
-          dilation=2, dilated_layers=(4, 5, 6), pool_after=(1, 2, 3), name="encoder", **_):
+          kernel_size=3, dilation=2, dilated_layers=(4, 5, 6), pool_after=(1, 2, 3), name="encoder", **_):
     filters = list(filters or DEFAULT_FILTERS)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = Normalize(normalization, mean, std, name="normalize")(inputs)
     pyramid = []
     for i, f in enumerate(filters, start=1):
-        x = conv_bn_relu(x, f, dilation=dilation if i in dilated_layers else 1, name=f"enc{i}",
+        x = conv_bn_relu(x, f, dilation=dilation if i in dilated_layers else 1, kernel=kernel_size, name=f"enc{i}",
                          batchnorm=False)
         if i in pool_after:
             pyramid.append(x)  # last feature map at this resolution
