@@ -29,6 +29,9 @@ setup(
         "pylibjpeg>=2.0",  # JPEG-compressed DICOM
         "pylibjpeg-libjpeg>=2.1",
     ],
-    extras_require={"test": ["pytest>=7.4"]},
+    extras_require={
+        "export": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],  # umsrep export --format onnx
+        "test": ["pytest>=7.4", "tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
+    },
     entry_points={"console_scripts": ["umsrep=umsrep.cli:main"]},
 )

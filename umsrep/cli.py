@@ -128,6 +128,26 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    if args.resume and args.out:
+        from umsrep.errors import RecipeError
+
+        raise RecipeError("--out cannot be combined with --resume (the search continues in its own folder)")
+    _quiet_tf()
+    from umsrep.tune import tune
+
+    tune(args.recipe, args.set, args.out, trials=args.trials, resume=args.resume, log=_log)
+    return 0
+
+
+def cmd_export(args) -> int:
+    _quiet_tf()
+    from umsrep.export import export
+
+    export(args.run_dir, args.format, args.out, samples=args.samples, log=_log)
+    return 0
+
+
 def cmd_report(args) -> int:
     _quiet_tf()
     from umsrep.evaluate.runs import report_run
@@ -169,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="re-evaluate a finished run on its held-out splits")
     e.add_argument("run_dir")
     e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("tune", help="KerasTuner search over recipe fields (the recipe's search section)")
+    t.add_argument("recipe", nargs="?", help="recipe YAML file with a search section (optional with --resume)")
+    t.add_argument("--trials", type=int, help="maximum trials (overrides search.max_trials)")
+    t.add_argument("--out", help="search folder (new or empty); default <output.dir>/<name>-tune-<time>")
+    t.add_argument("--resume", metavar="OUT", help="continue an interrupted search in OUT")
+    t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field")
+    t.set_defaults(func=cmd_tune)
+
+    x = sub.add_parser("export", help="export the inference model (SavedModel, ONNX, TFLite), verified")
+    x.add_argument("run_dir")
+    x.add_argument("--format", required=True, choices=["savedmodel", "onnx", "tflite"])
+    x.add_argument("--out", required=True, help="output path (must not exist)")
+    x.add_argument("--samples", nargs="+", metavar="IMAGE_OR_DIR",
+                   help="images to verify the export on (default: 4 seeded random images)")
+    x.set_defaults(func=cmd_export)
 
     rp = sub.add_parser("report", help="re-draw report.md and report.html of a finished run")
     rp.add_argument("run_dir")
