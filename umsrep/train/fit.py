@@ -106,7 +106,8 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
     else:
         tname = rep.task or max((n for n, t in recipe.tasks.items() if t.type == "classification"),
                                 key=lambda n: len(tasks[n].index["train"]))
-        task = recipe.tasks[tname]
+        task = recipe.tasks[tname]  # its head is trained with the encoder, at representation.dropout
+        task = task.model_copy(update={"head": task.head.model_copy(update={"dropout": rep.dropout})})
         heads[tname] = build_head(tname, task, spec, size)
         model = attach_one(encoder, heads[tname])
         log(f"representation: supervised dilated CNN on task {tname!r}, {model.count_params():,} parameters")
