@@ -205,6 +205,9 @@ def tune(recipe_path=None, overrides=None, out=None, trials=None, resume=None, l
     from umsrep.train.fit import fit
 
     if resume:
+        if recipe_path or overrides:
+            raise RecipeError("--resume continues a search with its saved recipe (tune.yaml); RECIPE and --set "
+                              "cannot be given with it")
         out = Path(resume)
         if not (out / TUNE_RECIPE).is_file():
             raise RunDirError(f"{out}: not a umsrep tune folder (missing {TUNE_RECIPE})")
