@@ -75,7 +75,7 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
     from umsrep.console import progress
     from umsrep.data import pipeline
     from umsrep.derive.rules import decide
-    from umsrep.evaluate.evaluate import head_values, task_predictions
+    from umsrep.evaluate.evaluate import head_values, predict_labels
     from umsrep.recipe import load_recipe
     from umsrep.rundir import RunDir
 
@@ -86,7 +86,8 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
               for i in progress(range(0, len(x), batch_size), "predicting", log)]
     outs = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     recipe = load_recipe(run / RunDir.RECIPE)
-    decisions = decide(recipe.derive_rules(), {n: head_values(outs[n], recipe.tasks[n]) for n in recipe.tasks})
+    decisions = decide(recipe.derive_rules(), {n: head_values(outs[n], recipe.tasks[n], x) for n in recipe.tasks})
+    labels = {n: predict_labels(outs[n], t, x) for n, t in recipe.tasks.items() if t.type == "segmentation"}
     out = Path(out)
     stems = _unique_stems(files)
     rows = []
@@ -99,7 +100,7 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
                 row[name] = t["classes"][int(np.argmax(probs))]
                 row.update({f"{name}_p_{c}": float(p) for c, p in zip(t["classes"], probs)})
             else:
-                pred = task_predictions(probs[None], "segmentation", t["threshold"])[0]
+                pred = labels[name][i]
                 masks.append(pred)
                 img = (pred * 255).astype(np.uint8) if len(t["classes"]) == 1 else pred.astype(np.uint8)
                 path = out / "masks" / f"{stems[i]}_{name}.png"

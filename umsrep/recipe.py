@@ -64,6 +64,8 @@ class DataConfig(Strict):
     label_column: str = "label"
     group_by: Optional[str] = Field(None, description="labels-CSV column keeping a patient in one split")
     image_size: Tuple[int, int] = (256, 256)
+    lowpass_sigma: Optional[float] = Field(None, gt=0, description="Gaussian low-pass of every image (the "
+                                                                   "ultrasound preprocessing, σ = 2), in the model")
     channels: Literal[1, 3] = 1
     normalization: Normalization = "dataset_zscore"
     on_bad_file: Literal["error", "skip"] = "error"
@@ -134,7 +136,15 @@ def _default_noise():
 
 
 class RepresentationConfig(TrainConfig):
-    kind: Literal["denoising_autoencoder", "supervised"] = "denoising_autoencoder"
+    kind: Literal["denoising_autoencoder", "supervised", "mmanet", "attention_dcm", "lightweight", "deeplab"] = Field(
+        "denoising_autoencoder", description="encoder architecture: the UMS-Rep denoising autoencoder or dilated "
+                                             "CNN, or a seed architecture's encoder (docs/architectures.md)")
+    train: Literal["auto", "denoising", "supervised", "none"] = Field(
+        "auto", description="how the representation stage learns: denoising (noisy -> clean through a decoder), "
+                            "supervised (with the head of `task`), none (random init; the strategy trains it). "
+                            "auto: denoising for denoising_autoencoder, supervised for supervised, else none")
+    aspp: bool = Field(True, description="mmanet: ASPP after the residual blocks of levels 2, 3, 4")
+    aspp_rates: List[int] = Field(default_factory=lambda: [1, 6, 12, 18], description="mmanet encoder ASPP rates")
     filters: Optional[List[int]] = Field(None, min_length=1, description="encoder widths (default: denoising "
                                          "autoencoder [32, 64, 128, 256]; supervised [32, 64, 64, 128, 128, 128])")
     kernel_size: int = Field(3, ge=1, le=15, description="encoder convolution kernel size (paper search: 3, 5, 7)")
@@ -157,6 +167,13 @@ class RepresentationConfig(TrainConfig):
             raise ValueError("filters must be positive integers")
         return v
 
+    @property
+    def training(self) -> str:
+        """The representation stage: denoising | supervised | none (``train`` with ``auto`` resolved)."""
+        if self.train != "auto":
+            return self.train
+        return {"denoising_autoencoder": "denoising", "supervised": "supervised"}.get(self.kind, "none")
+
 
 LossName = Literal["auto", "dice_ce", "dice", "ce", "jaccard_ce", "jaccard"]  # = umsrep.models.losses.LOSSES
 
@@ -168,12 +185,38 @@ class LossConfig(Strict):
     smooth: float = Field(1.0, ge=0)
 
 
+class CrfConfig(Strict):
+    iterations: int = Field(5, ge=0)
+    theta_alpha: float = Field(8.0, gt=0, description="appearance kernel: position std (pixels)")
+    theta_beta: float = Field(0.1, gt=0, description="appearance kernel: intensity std (image in [0, 1])")
+    theta_gamma: float = Field(3.0, gt=0, description="smoothness kernel: position std (pixels)")
+    w_appearance: float = Field(5.0, ge=0)
+    w_smoothness: float = Field(3.0, ge=0)
+    max_side: int = Field(64, ge=8, description="mean field runs exactly on a grid with this longer side")
+
+
+class PostprocessConfig(Strict):
+    crf: Optional[CrfConfig] = Field(None, description="fully connected CRF on the predicted probabilities")
+    min_size: int = Field(0, ge=0, description="remove connected components smaller than this (pixels)")
+    opening_radius: int = Field(0, ge=0, description="morphological opening with a disc of this radius")
+
+
 class HeadConfig(Strict):
     filters: Optional[List[int]] = Field(None, description="segmentation decoder widths, deepest first "
                                                            "(default: the encoder's, mirrored)")
     skips: bool = Field(False, description="segmentation: concatenate encoder features (U-Net style)")
     units: int = Field(128, ge=1, description="classification: Dense width")
     dropout: float = Field(0.5, ge=0, lt=1)
+    kind: Literal["auto", "segmentation", "classification", "mmanet_classification", "mmanet_segmentation",
+                  "dcm_classification", "dcm_segmentation", "deeplab_segmentation"] = Field(
+        "auto", description="head builder; auto: the encoder architecture's own head for this task type, else "
+                            "the standard one")
+    attention: bool = Field(True, description="mmanet heads: coordinate attention at the start of the branch")
+    connection: bool = Field(True, description="mmanet_classification: concatenate the segmentation branch's "
+                                               "deepest features into the classification branch")
+    branch_level: int = Field(3, ge=1, le=8, description="mmanet_classification: levels shared before the "
+                                                         "classification branch leaves (1-based)")
+    aspp_rates: List[int] = Field(default_factory=lambda: [6, 12, 18, 24], description="deeplab_segmentation")
 
 
 class TaskConfig(TrainConfig):
@@ -186,6 +229,8 @@ class TaskConfig(TrainConfig):
     data: Optional[Dict[str, Any]] = Field(None, description="overrides of the top-level `data` for this task "
                                                              "(tasks may come from other files/datasets)")
     threshold: float = Field(0.5, gt=0, lt=1, description="binary segmentation threshold")
+    postprocess: Optional[PostprocessConfig] = Field(
+        None, description="segmentation: dense CRF and/or mask cleaning applied to predictions (evaluate, predict)")
     label_map: Optional[Dict[str, str]] = Field(
         None, description="classification: labels-CSV label -> task class (several labels may map to one "
                           "class); images whose label is not a key are left out of this task, and counted")
@@ -206,6 +251,8 @@ class TaskConfig(TrainConfig):
     def _check(self):
         if self.type == "classification" and len(self.classes) < 2:
             raise ValueError("a classification task needs at least 2 classes")
+        if self.postprocess is not None and self.type != "segmentation":
+            raise ValueError("postprocess is only for segmentation tasks")
         if self.label_map is not None:
             if self.type != "classification":
                 raise ValueError("label_map is only for classification tasks")
@@ -370,7 +417,11 @@ class Recipe(Strict):
     @model_validator(mode="after")
     def _cross(self):
         rep = self.representation
-        if rep.kind == "supervised" and rep.init_from is None:
+        if rep.training == "none" and rep.init_from is None and self.strategy.kind == "independent":
+            raise ValueError("strategy.kind: independent trains heads on a frozen encoder, but representation "
+                             f"{rep.kind!r} is not trained first (train: none); use joint or alternating, or set "
+                             "representation.train: denoising|supervised")
+        if rep.training == "supervised" and rep.init_from is None:
             cls_tasks = [n for n, t in self.tasks.items() if t.type == "classification"]
             if rep.task is None:
                 if not cls_tasks:

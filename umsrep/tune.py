@@ -44,7 +44,7 @@ def objective_names(recipe: Recipe) -> list:
     for name, t in recipe.tasks.items():
         keys = CLS_KEYS if t.type == "classification" else SEG_KEYS
         names += [f"val.{name}.{k}" for k in keys]
-    if (recipe.representation.kind == "denoising_autoencoder" and not recipe.representation.init_from
+    if (recipe.representation.training == "denoising" and not recipe.representation.init_from
             and recipe.search is not None and recipe.search.stage == "representation"):
         names += [f"val.denoise.{k}" for k in DENOISE_KEYS]
     return names

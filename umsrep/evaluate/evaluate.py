@@ -31,6 +31,27 @@ def task_predictions(probs, task_type, threshold=0.5):
     return probs.argmax(-1).astype(np.int32)
 
 
+def predict_labels(probs, task, images=None):
+    """A task's predicted labels from its head output, with the task's ``postprocess`` (segmentation: dense CRF
+    on the probabilities — needs ``images`` in [0, 1] — then threshold / argmax, then mask cleaning)."""
+    pp = getattr(task, "postprocess", None)
+    if task.type != "segmentation" or pp is None:
+        return task_predictions(probs, task.type, task.threshold)
+    probs = np.asarray(probs, np.float32)
+    if pp.crf is not None:
+        if images is None:
+            raise ValueError("the CRF needs the images")
+        from umsrep.postprocess.crf import refine_batch
+
+        probs = refine_batch(probs, np.asarray(images, np.float32), **pp.crf.model_dump())
+    pred = task_predictions(probs, task.type, task.threshold)
+    if pp.min_size or pp.opening_radius:
+        from umsrep.postprocess.ultrasound import clean_label_map
+
+        pred = np.stack([clean_label_map(m, min_size=pp.min_size, radius=pp.opening_radius) for m in pred])
+    return pred
+
+
 def _task_model(model, name):
     if isinstance(model, dict):  # {task: image -> output}, e.g. the baseline's separate models
         return model[name]
@@ -63,11 +84,14 @@ def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_s
                 continue
             t0 = time.perf_counter()
             probs = pipeline.predict(fn, x, batch_size)
-            pred = task_predictions(probs, t.type, t.threshold)
+            pred = predict_labels(probs, t, x)
             if t.type == "classification":
                 m = classification_metrics(y, probs, t.classes)
             else:
                 m = segmentation_metrics(y, pred, t.classes)
+                if t.postprocess is not None:  # the same probabilities without it: the post-processing's effect
+                    raw = segmentation_metrics(y, task_predictions(probs, t.type, t.threshold), t.classes)
+                    m["without_postprocess"] = {k: raw[k] for k in ("dice", "iou", "pixel_accuracy")}
             per = per_image_outcome(y, pred, t.type, len(t.classes))
             ci = bootstrap_ci(per, seed=recipe.seed)
             m["accuracy_ci95" if t.type == "classification" else "dice_ci95"] = [ci["low"], ci["high"]]
@@ -94,11 +118,11 @@ def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_s
     return out
 
 
-def head_values(probs, task) -> HeadValues:
+def head_values(probs, task, images=None) -> HeadValues:
     """A head's outputs over n images in the form derived rules read (:class:`umsrep.derive.rules.HeadValues`)."""
     if task.type == "classification":
         return HeadValues(list(task.classes), probs=np.asarray(probs, np.float64))
-    return label_fractions(task_predictions(probs, task.type, task.threshold), task.classes)
+    return label_fractions(predict_labels(probs, task, images), task.classes)
 
 
 def label_fractions(label_maps, classes) -> HeadValues:
@@ -129,7 +153,7 @@ def evaluate_derived(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch
             sub = _task_model(model, name)
             probs = pipeline.predict(tf.function(lambda b: sub(b, training=False), reduce_retracing=True), x,
                                      batch_size)
-            values[name] = head_values(probs, t)
+            values[name] = head_values(probs, t, x)
             known &= np.isin(idx, td.index[split])
             y = td.targets[idx]
             if t.type == "classification":

@@ -220,7 +220,7 @@ def _model_sections(metrics, model, recipe, tasks, rep_source, examples):
     import tensorflow as tf
 
     from umsrep.data import pipeline
-    from umsrep.evaluate.evaluate import _task_model, task_predictions
+    from umsrep.evaluate.evaluate import _task_model, predict_labels
 
     out = []
     cls_figs, seg_figs, cam_figs = [], [], []
@@ -238,7 +238,7 @@ def _model_sections(metrics, model, recipe, tasks, rep_source, examples):
             cls_figs.append(_figure(roc(y, probs, t.classes, f"{name}: test ROC"), f"{name}: one-vs-rest ROC"))
             cam_figs += _cam_examples(model, name, t, x, y, probs, examples)
         else:
-            pred = task_predictions(probs, t.type, t.threshold)
+            pred = predict_labels(probs, t, x)
             order = np.argsort([-(m > 0).sum() for m in y])  # images with the largest true masks first
             pick = np.concatenate([order[: examples // 2], order[len(order) // 2: len(order) // 2 + examples
                                                                  - examples // 2]])[:examples]

@@ -52,7 +52,9 @@ def render_markdown(m: dict) -> str:
     if params:
         out += ["", f"Encoder {params['encoder']:,} parameters; heads "
                 + ", ".join(f"{h} {n:,}" for h, n in params["heads"].items())
-                + f"; saved multi-head model {params['model_total']:,}.", ""]
+                + f"; saved multi-head model {params['model_total']:,}"
+                + (f", {params['flops_per_image'] / 1e9:.2f} GFLOPs per image (forward)" if "flops_per_image" in params
+                   else "") + ".", ""]
 
     out += ["## Results", ""]
     for name, t in m.get("tasks", {}).items():
@@ -77,6 +79,10 @@ def render_markdown(m: dict) -> str:
                 out += ["", _table(["class", "dice", "iou", "dice (pooled pixels)"],
                                    [[c, v.get("dice"), v.get("iou"), v.get("dice_global")]
                                     for c, v in t["test"]["per_class"].items()])]
+            if "test" in t and "without_postprocess" in t["test"]:
+                w = t["test"]["without_postprocess"]
+                out += ["", f"Without the task's post-processing (CRF / mask cleaning), test Dice {_fmt(w['dice'])}, "
+                            f"IoU {_fmt(w['iou'])}, pixel accuracy {_fmt(w['pixel_accuracy'])}."]
             out += ["", "Dice/IoU are per-image means (an image with empty truth and empty prediction scores 1)."]
         elif t["type"] == "denoising" and "test" in t:
             out += ["### denoise (representation's denoising output, test split)", ""]

@@ -37,3 +37,40 @@ class Normalize(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "mean": self.mean, "std": self.std}
+
+
+@keras.saving.register_keras_serializable(package="umsrep")
+class GaussianLowpass(keras.layers.Layer):
+    """Fixed (non-trainable) Gaussian low-pass filter per channel, ``same`` padding (reflect-free: zero padding
+    is avoided by normalising with the filtered ones image). The ultrasound preprocessing of the DeepLab
+    lesion-segmentation paper (σ = 2); inside the model, so prediction applies it too."""
+
+    def __init__(self, sigma=2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sigma = float(sigma)
+
+    def build(self, input_shape):
+        import numpy as np
+
+        radius = max(1, int(round(3 * self.sigma)))
+        t = np.arange(-radius, radius + 1, dtype="float32")
+        g = np.exp(-(t ** 2) / (2 * self.sigma ** 2))
+        g /= g.sum()
+        c = int(input_shape[-1])
+        self._kernel = np.tile((g[:, None] * g[None, :])[:, :, None, None], (1, 1, c, 1)).astype("float32")
+
+    def call(self, x):
+        k = ops.cast(self._kernel, x.dtype)
+        blurred = ops.depthwise_conv(x, k, strides=1, padding="same")
+        norm = ops.depthwise_conv(ops.ones_like(x[:1]), k, strides=1, padding="same")
+        return blurred / norm
+
+    def get_config(self):
+        return {**super().get_config(), "sigma": self.sigma}
+
+
+def image_input(input_shape, normalization="dataset_zscore", mean=0.0, std=1.0, lowpass_sigma=None):
+    """Every encoder's first layers: ``(inputs, x)`` with the optional Gaussian low-pass and the normalization."""
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = GaussianLowpass(lowpass_sigma, name="lowpass")(inputs) if lowpass_sigma else inputs
+    return inputs, Normalize(normalization, mean, std, name="normalize")(x)

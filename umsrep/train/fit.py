@@ -23,7 +23,8 @@ from umsrep.evaluate.report import render_markdown
 from umsrep.io import save_keras
 from umsrep.models.encoder_io import load_encoder, preprocessing_of, save_encoder
 from umsrep.models.encoders import ENCODERS
-from umsrep.models.heads import HEADS, attach, attach_one, pyramid_spec
+from umsrep.models.flops import count_flops
+from umsrep.models.heads import HEADS, attach, attach_one, head_builder, pyramid_spec
 from umsrep.models.losses import LOSSES, build_loss
 from umsrep.recipe import Recipe, dump_recipe
 from umsrep.rundir import RunDir
@@ -44,7 +45,8 @@ def build_encoder(recipe, mean, std, name="encoder"):
                                   normalization=recipe.data.normalization, mean=mean, std=std,
                                   kernel_size=rep.kernel_size, dilation=rep.dilation,
                                   dilated_layers=tuple(rep.dilated_layers), pool_after=tuple(rep.pool_after),
-                                  name=name)
+                                  lowpass_sigma=recipe.data.lowpass_sigma, aspp_enabled=rep.aspp,
+                                  aspp_rates=tuple(rep.aspp_rates), name=name)
 
 
 def _params(model):
@@ -62,10 +64,12 @@ def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None
     return TaskStream(name, model, loss_fn, train_ds, steps, val_ds, val_steps, list(head_variables))
 
 
-def build_head(task_name, task, spec, input_size):
+def build_head(task_name, task, spec, input_size, encoder_kind="denoising_autoencoder"):
     h = task.head
-    return HEADS.get(task.type)(spec, input_size, name=task_name, n_classes=len(task.classes), filters=h.filters,
-                                skips=h.skips, units=h.units, dropout=h.dropout)
+    return head_builder(h.kind, task.type, encoder_kind)(
+        spec, input_size, name=task_name, n_classes=len(task.classes), filters=h.filters, skips=h.skips,
+        units=h.units, dropout=h.dropout, attention=h.attention, connection=h.connection,
+        branch_level=h.branch_level, aspp_rates=tuple(h.aspp_rates))
 
 
 def run_meta(recipe: Recipe, pre: dict, has_denoise: bool, status: str, created: str) -> dict:
@@ -89,11 +93,16 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
     pre = preprocessing_of(recipe, mean, std, rep.kind)
     encoder = build_encoder(recipe, mean, std)
     spec = pyramid_spec(encoder)
-    if rep.kind == "denoising_autoencoder":
+    if rep.training == "none":
+        log(f"representation: {rep.kind} encoder, {encoder.count_params():,} parameters, random init (trained by "
+            f"the {recipe.strategy.kind} strategy)")
+        save_encoder(encoder, run.encoder_dir, pre)
+        return encoder, pre
+    if rep.training == "denoising":
         heads["denoise"] = HEADS.get("denoise")(spec, size, channels=ch)
         model = attach_one(encoder, heads["denoise"])
         levels = noise_levels(rep)
-        log(f"representation: denoising autoencoder, {model.count_params():,} parameters, "
+        log(f"representation: {rep.kind} encoder + denoising decoder, {model.count_params():,} parameters, "
             f"noise {[lv.name for lv in levels]}")
 
         def add_noise(x, y, seed):
@@ -108,9 +117,9 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
                                 key=lambda n: len(tasks[n].index["train"]))
         task = recipe.tasks[tname]  # its head is trained with the encoder, at representation.dropout
         task = task.model_copy(update={"head": task.head.model_copy(update={"dropout": rep.dropout})})
-        heads[tname] = build_head(tname, task, spec, size)
+        heads[tname] = build_head(tname, task, spec, size, rep.kind)
         model = attach_one(encoder, heads[tname])
-        log(f"representation: supervised dilated CNN on task {tname!r}, {model.count_params():,} parameters")
+        log(f"representation: {rep.kind} encoder trained with task {tname!r}, {model.count_params():,} parameters")
         (x_tr, y_tr), (x_va, y_va) = tasks[tname].arrays("train"), tasks[tname].arrays("val")
         stream = _stream("representation", model, build_loss(task.type, task.loss), rep, x_tr, y_tr, x_va, y_va,
                          recipe.seed)
@@ -118,7 +127,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
                          strategy)
     res = run_stage(trainer, rep, log=log, log_dir=stage_log("representation"), checkpoints=ckpt)
     stages["representation"] = {**res.to_dict(), "parameters": _params(model), "kind": rep.kind}
-    if rep.kind == "supervised":
+    if rep.training == "supervised":
         stages["representation"]["task"] = tname
     save_encoder(encoder, run.encoder_dir, pre)
     return encoder, pre
@@ -135,7 +144,7 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
         if kind == "independent" and name in heads:
             continue  # the supervised representation's own head is already trained
         if name not in heads:
-            heads[name] = build_head(name, task, spec, size)
+            heads[name] = build_head(name, task, spec, size, recipe.representation.kind)
         model = attach_one(encoder, heads[name])
         (x_tr, y_tr), (x_va, y_va) = tasks[name].arrays("train"), tasks[name].arrays("val")
         log(f"head {name!r} ({task.type}, {len(task.classes)} classes): {heads[name].count_params():,} "
@@ -191,7 +200,7 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
             x_tr, x_va = pipeline.predict(clean, x_tr), pipeline.predict(clean, x_va) if len(x_va) else x_va
         # same architecture, random init, its own normalisation statistics from its (denoised) training images
         enc = build_encoder(recipe, float(x_tr.mean()), float(x_tr.std()), name=f"baseline_{name}_encoder")
-        head = build_head(name, task, pyramid_spec(enc), size)
+        head = build_head(name, task, pyramid_spec(enc), size, recipe.representation.kind)
         model = attach_one(enc, head)
         log(f"baseline model {name!r}: {model.count_params():,} parameters, trained from scratch"
             + (" on denoised images" if denoiser is not None else ""))
@@ -335,7 +344,8 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
         metrics["comparison"] = compare_approaches(approaches, outcomes, recipe)
     metrics["parameters"] = {"encoder": int(encoder.count_params()),
                              "heads": {h: int(m.count_params()) for h, m in heads.items()},
-                             "model_total": int(full.count_params())}
+                             "model_total": int(full.count_params()),
+                             "flops_per_image": count_flops(full)}
     metrics["data"] = {
         "sources": {k: {"root": s.config.root or "synthetic", "images": len(s.data),
                         **{sp: int(len(s.split[sp])) for sp in SPLITS},

@@ -8,4 +8,4 @@ from umsrep.registry import Registry
 
 ENCODERS = Registry("encoder")
 
-from umsrep.models.encoders import denoising_ae, dilated_cnn  # noqa: E402,F401  (register builders)
+from umsrep.models.encoders import denoising_ae, dilated_cnn, seeds  # noqa: E402,F401  (register builders)

@@ -10,17 +10,16 @@ import keras
 
 from umsrep.models.blocks.conv import conv_bn_relu
 from umsrep.models.encoders import ENCODERS
-from umsrep.models.layers import Normalize
+from umsrep.models.layers import image_input
 
 DEFAULT_FILTERS = [32, 64, 128, 256]
 
 
 @ENCODERS.register("denoising_autoencoder")
 def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0, kernel_size=3,
-          name="encoder", **_):
+          lowpass_sigma=None, name="encoder", **_):
     filters = list(filters or DEFAULT_FILTERS)
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = Normalize(normalization, mean, std, name="normalize")(inputs)
+    inputs, x = image_input(input_shape, normalization, mean, std, lowpass_sigma)
     pyramid = []
     for i, f in enumerate(filters, start=1):
         x = conv_bn_relu(x, f, strides=2, kernel=kernel_size, name=f"enc{i}")

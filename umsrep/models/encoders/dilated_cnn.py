@@ -12,17 +12,17 @@ from keras import layers
 
 from umsrep.models.blocks.conv import conv_bn_relu
 from umsrep.models.encoders import ENCODERS
-from umsrep.models.layers import Normalize
+from umsrep.models.layers import image_input
 
 DEFAULT_FILTERS = [32, 64, 64, 128, 128, 128]
 
 
 @ENCODERS.register("supervised")
 def build(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.0, std=1.0,
-          kernel_size=3, dilation=2, dilated_layers=(4, 5, 6), pool_after=(1, 2, 3), name="encoder", **_):
+          kernel_size=3, dilation=2, dilated_layers=(4, 5, 6), pool_after=(1, 2, 3), lowpass_sigma=None,
+          name="encoder", **_):
     filters = list(filters or DEFAULT_FILTERS)
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = Normalize(normalization, mean, std, name="normalize")(inputs)
+    inputs, x = image_input(input_shape, normalization, mean, std, lowpass_sigma)
     pyramid = []
     for i, f in enumerate(filters, start=1):
         x = conv_bn_relu(x, f, dilation=dilation if i in dilated_layers else 1, kernel=kernel_size, name=f"enc{i}",

@@ -27,12 +27,15 @@ def _level_inputs(spec, levels):
 
 
 def build_decoder(spec, input_size, *, out_channels, activation, filters=None, skips=False, name,
-                  out_dtype="float32"):
+                  out_dtype="float32", attention=False, upsample="nearest"):
     """Symmetric upsampling decoder from the deepest pyramid level back to ``input_size``.
 
     Each step: UpSampling2D to the next shallower level's resolution (then the input's), 3x3 conv + BN +
     ReLU, optionally concatenating that level's encoder features first (``skips``, U-Net style).
     Default widths mirror the encoder: the width of the level being reached, and the shallowest width last.
+    ``attention``: coordinate attention on the deepest features first (MMA-Net's branch start); ``upsample``:
+    ``nearest`` / ``bilinear`` (UpSampling2D) or ``transpose`` (a stride-k transposed 3x3 conv, the recovery path
+    of the attention encoder-decoder).
     """
     deepest = len(spec) - 1
     targets = [spec[lv][:2] for lv in range(deepest - 1, -1, -1)] + [tuple(input_size)]
@@ -43,14 +46,21 @@ def build_decoder(spec, input_size, *, out_channels, activation, filters=None, s
     levels = list(range(deepest + 1)) if skips else [deepest]
     inputs = _level_inputs(spec, levels)
     x = inputs[deepest]
+    if attention:
+        from umsrep.models.blocks.attention import CoordinateAttention
+
+        x = CoordinateAttention(name=f"{name}_ca")(x)
     cur = spec[deepest][:2]
     for k, (target, f) in enumerate(zip(targets, filters), start=1):
         fy, fx = target[0] // cur[0], target[1] // cur[1]
         if fy * cur[0] != target[0] or fx * cur[1] != target[1]:
             raise ValueError(f"{name}: cannot upsample {cur} to {target}; image size must be divisible "
                              f"by the encoder's total stride")
-        if (fy, fx) != (1, 1):
-            x = layers.UpSampling2D((fy, fx), name=f"{name}_up{k}")(x)
+        if (fy, fx) != (1, 1) and upsample == "transpose":
+            x = layers.Conv2DTranspose(int(x.shape[-1]), 3, strides=(fy, fx), padding="same",
+                                       name=f"{name}_up{k}")(x)
+        elif (fy, fx) != (1, 1):
+            x = layers.UpSampling2D((fy, fx), interpolation=upsample, name=f"{name}_up{k}")(x)
         lv = deepest - k
         if skips and lv >= 0:
             x = layers.Concatenate(name=f"{name}_skip{k}")([x, inputs[lv]])
@@ -82,6 +92,16 @@ def classification_head(spec, input_size, *, name, n_classes, units=128, dropout
     x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     out = layers.Dense(n_classes, activation="softmax", dtype="float32", name=f"{name}_probs")(x)
     return keras.Model(inp, out, name=f"head_{name}")
+
+
+def head_builder(kind: str, task_type: str, encoder_kind: str):
+    """The registered head builder for a task: ``head.kind`` if given, else the encoder architecture's own head
+    for this task type (:data:`umsrep.models.heads.seeds.ARCH_HEADS`), else the standard one."""
+    from umsrep.models.heads.seeds import ARCH_HEADS
+
+    if kind != "auto":
+        return HEADS.get(kind)
+    return HEADS.get(ARCH_HEADS.get((encoder_kind, task_type), task_type))
 
 
 @HEADS.register("denoise")

@@ -1,0 +1,1 @@
+"""Post-processing of segmentation outputs: dense CRF refinement and ultrasound mask clean-up."""
