@@ -116,7 +116,7 @@ def cmd_evaluate(args) -> int:
 
     from umsrep.console import print_summary
 
-    print_summary(evaluate_run(args.run_dir, log=_log))
+    print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model))
     return 0
 
 
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="re-evaluate a finished run on its held-out splits")
     e.add_argument("run_dir")
+    e.add_argument("--model", help="evaluate models/<MODEL>.keras (a compared strategy) instead of model.keras")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("tune", help="KerasTuner search over recipe fields (the recipe's search section)")

@@ -33,6 +33,14 @@ class SplitConfig(Strict):
                                                          "once (overrides `test`); results as mean ± SD")
     fold: Optional[int] = Field(None, ge=0, description="k-fold: run only this fold (default: every fold)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_fold_default(cls, v):
+        # run directories written before k-fold runs existed say `fold: 0` without `folds`: that meant no k-fold
+        if isinstance(v, dict) and v.get("folds") is None and v.get("fold") == 0:
+            v = {k: x for k, x in v.items() if k != "fold"}
+        return v
+
     @model_validator(mode="after")
     def _fold_in_range(self):
         if self.fold is not None and self.folds is None:

@@ -12,7 +12,7 @@ import time
 from umsrep.errors import RunDirError
 
 
-def load_finished_run(run_dir, log=print):
+def load_finished_run(run_dir, log=print, model_name=None):
     """(run, recipe, model, rep_source, tasks) of a trained run, its held-out split re-made and checked."""
     import keras
 
@@ -27,23 +27,35 @@ def load_finished_run(run_dir, log=print):
     saved = run.read_json(RunDir.SPLITS)
     rep_source, tasks, sources = prepare(recipe, run.path, log)
     for key, src in sources.items():
-        ref = saved["sources"].get(key)
+        # by key (a hash of the data config); by root for runs written before the config gained fields
+        same_root = [v for v in saved["sources"].values() if v.get("root") == (src.config.root or "synthetic")]
+        ref = saved["sources"].get(key) or (same_root[0] if len(same_root) == 1 else None)
         if ref is None or any(src.names(s) != ref[s] for s in SPLITS):
             raise RunDirError(f"{src.config.root}: data or split differ from {run / RunDir.SPLITS}; "
                               f"cannot reproduce the run's held-out split")
-    return run, recipe, keras.models.load_model(run.model_path), rep_source, tasks
+    path = run.model_path
+    if model_name:
+        path = run.path / "models" / f"{model_name}.keras"
+        if not path.is_file():
+            have = sorted(p.stem for p in (run.path / "models").glob("*.keras"))
+            raise RunDirError(f"--model: {path} not found; this run has {have or 'no other models'}")
+    return run, recipe, keras.models.load_model(path), rep_source, tasks
 
 
-def evaluate_run(run_dir, log=print) -> dict:
+def evaluate_run(run_dir, log=print, model_name=None) -> dict:
+    """Re-evaluate ``model.keras`` (or ``models/<model_name>.keras``) -> ``evaluation[_<model_name>].json``."""
     from umsrep.evaluate.evaluate import evaluate_model
 
-    run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log)
+    if model_name and model_name.startswith("baseline_"):
+        raise RunDirError("--model: a baseline model has one task; it is evaluated in metrics.json `comparison`")
+    run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log, model_name)
     t0 = time.perf_counter()
     metrics = evaluate_model(model, recipe, tasks, rep_source, log=log)
     metrics["evaluated"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                             "wall_time_s": round(time.perf_counter() - t0, 2)}
-    run.write_json("evaluation.json", metrics)
-    log(f"wrote {run / 'evaluation.json'}")
+    name = f"evaluation_{model_name}.json" if model_name else "evaluation.json"
+    run.write_json(name, metrics)
+    log(f"wrote {run / name}")
     return metrics
 
 
