@@ -73,3 +73,13 @@ def test_saved_comparison_and_baseline_models_reproduce_their_metrics(compare_ru
         probs = out["lesion"] if isinstance(out, dict) else out
         dice = segmentation_metrics(y, (probs[..., 0] >= 0.5).astype(np.int32), ["lesion"])["dice"]
         assert dice == pytest.approx(m["comparison"]["approaches"][key]["tasks"]["lesion"]["dice"], abs=1e-6)
+
+
+def test_evaluate_a_compared_model(compare_run, capsys):
+    assert main(["evaluate", str(compare_run), "--model", "joint"]) == 0
+    ev = json.loads((compare_run / "evaluation_joint.json").read_text())
+    c = json.loads((compare_run / "metrics.json").read_text())["comparison"]["approaches"]["joint"]
+    assert ev["tasks"]["lesion"]["test"]["dice"] == pytest.approx(c["tasks"]["lesion"]["dice"], abs=1e-6)
+    capsys.readouterr()
+    assert main(["evaluate", str(compare_run), "--model", "nope"]) == 2
+    assert "--model:" in capsys.readouterr().err

@@ -48,7 +48,7 @@ BAD = [
     ("tasks.dx.classes", ["a"], "tasks.dx: a classification task needs at least 2 classes"),
     ("tasks.lesion.classes", ["rv", "lv"], "tasks.lesion: a segmentation task with several classes needs mask_classes"),
     ("tasks.lesion.loss", "focal", "tasks.lesion.loss.name: Input should be 'auto', 'dice_ce'"),
-    ("representation.kind", "vae", "representation.kind: Input should be 'denoising_autoencoder' or 'supervised'"),
+    ("representation.kind", "vae", "representation.kind: Input should be 'denoising_autoencoder', 'supervised', 'mmanet'"),
     ("representation.noise", [{"kind": "gaussian", "levels": [-1]}], "representation.noise[0].levels: noise levels must be > 0"),
     ("representation.epochs", 0, "representation.epochs: Input should be greater than or equal to 1"),
     ("strategy.kind", "sequential", "strategy.kind: Input should be 'independent', 'alternating' or 'joint'"),
@@ -172,3 +172,9 @@ def test_help_does_not_import_tensorflow():
     code = "import sys, umsrep.cli as c; c.build_parser(); import umsrep.recipe; print('tensorflow' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert p.stdout.strip() == "False", p.stderr
+
+
+def test_runs_written_before_k_fold_still_load():
+    raw = _with("data.split.fold", 0)
+    raw["data"]["split"].pop("folds", None)
+    assert parse_recipe(raw).data.split.fold is None
