@@ -74,3 +74,7 @@ def image_input(input_shape, normalization="dataset_zscore", mean=0.0, std=1.0, 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = GaussianLowpass(lowpass_sigma, name="lowpass")(inputs) if lowpass_sigma else inputs
     return inputs, Normalize(normalization, mean, std, name="normalize")(x)
+
+
+# every custom layer must be registered before a saved model is loaded: importing this module registers them all
+from umsrep.models.blocks import attention  # noqa: E402,F401

@@ -22,7 +22,7 @@ from keras import layers
 
 import keras
 
-from umsrep.models.blocks.attention import SoftThreshold
+from umsrep.models.blocks.attention import BN_MOMENTUM, SoftThreshold
 from umsrep.models.blocks.conv import aspp, conv_bn_relu, residual_block
 from umsrep.models.encoders import ENCODERS
 from umsrep.models.layers import image_input
@@ -41,9 +41,9 @@ def mmanet(input_shape, *, filters=None, normalization="dataset_zscore", mean=0.
     for i, f in enumerate(filters, start=1):
         if i > 1:
             x = layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
-        x = residual_block(x, f, kernel=kernel_size, name=f"enc{i}_res")
+        x = residual_block(x, f, kernel=kernel_size, name=f"enc{i}_res", bn_momentum=BN_MOMENTUM)
         if aspp_enabled and i in aspp_levels:
-            x = aspp(x, f, rates=tuple(aspp_rates), name=f"enc{i}_aspp")
+            x = aspp(x, f, rates=tuple(aspp_rates), name=f"enc{i}_aspp", bn_momentum=BN_MOMENTUM)
         pyramid.append(x)
     return keras.Model(inputs, pyramid, name=name)
 
@@ -57,8 +57,8 @@ def attention_dcm(input_shape, *, filters=None, normalization="dataset_zscore", 
     for i, f in enumerate(filters, start=1):
         if i > 1:
             x = layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
-        x = conv_bn_relu(x, f, kernel=1, name=f"enc{i}_extract")
-        x = residual_block(x, f, kernel=kernel_size, name=f"enc{i}_res")
+        x = conv_bn_relu(x, f, kernel=1, name=f"enc{i}_extract", bn_momentum=BN_MOMENTUM)
+        x = residual_block(x, f, kernel=kernel_size, name=f"enc{i}_res", bn_momentum=BN_MOMENTUM)
         pyramid.append(x)
     return keras.Model(inputs, pyramid, name=name)
 
@@ -72,8 +72,9 @@ def lightweight(input_shape, *, filters=None, normalization="dataset_zscore", me
     for i, f in enumerate(filters, start=1):
         x = layers.SeparableConv2D(f, kernel_size, strides=2, padding="same", use_bias=False,
                                    name=f"enc{i}_sep")(x)
-        x = layers.ReLU(name=f"enc{i}_sep_relu")(layers.BatchNormalization(name=f"enc{i}_sep_bn")(x))
-        x = conv_bn_relu(x, f, kernel=kernel_size, name=f"enc{i}")
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"enc{i}_sep_bn")(x)
+        x = layers.ReLU(name=f"enc{i}_sep_relu")(x)
+        x = conv_bn_relu(x, f, kernel=kernel_size, name=f"enc{i}", bn_momentum=BN_MOMENTUM)
         x = SoftThreshold(name=f"enc{i}_shrink")(x)
         pyramid.append(x)
     return keras.Model(inputs, pyramid, name=name)
@@ -84,9 +85,9 @@ def deeplab(input_shape, *, filters=None, normalization="dataset_zscore", mean=0
             lowpass_sigma=None, name="encoder", **_):
     f0, f1, f2, f3 = list(filters or DEFAULT_FILTERS["deeplab"])
     inputs, x = image_input(input_shape, normalization, mean, std, lowpass_sigma)
-    p0 = conv_bn_relu(x, f0, strides=2, kernel=7, name="stem")                            # /2
-    p1 = residual_block(p0, f1, strides=2, kernel=kernel_size, name="stage1")             # /4
-    p2 = residual_block(p1, f2, strides=2, kernel=kernel_size, name="stage2")             # /8
-    p3 = residual_block(p2, f3, dilation=2, kernel=kernel_size, name="stage3a")           # /8, atrous
-    p3 = residual_block(p3, f3, dilation=4, kernel=kernel_size, name="stage3b")
+    p0 = conv_bn_relu(x, f0, strides=2, kernel=7, name="stem", bn_momentum=BN_MOMENTUM)  # /2
+    p1 = residual_block(p0, f1, strides=2, kernel=kernel_size, name="stage1", bn_momentum=BN_MOMENTUM)  # /4
+    p2 = residual_block(p1, f2, strides=2, kernel=kernel_size, name="stage2", bn_momentum=BN_MOMENTUM)  # /8
+    p3 = residual_block(p2, f3, dilation=2, kernel=kernel_size, name="stage3a", bn_momentum=BN_MOMENTUM)  # /8, atrous
+    p3 = residual_block(p3, f3, dilation=4, kernel=kernel_size, name="stage3b", bn_momentum=BN_MOMENTUM)
     return keras.Model(inputs, [p0, p1, p2, p3], name=name)

@@ -27,7 +27,7 @@ def _level_inputs(spec, levels):
 
 
 def build_decoder(spec, input_size, *, out_channels, activation, filters=None, skips=False, name,
-                  out_dtype="float32", attention=False, upsample="nearest"):
+                  out_dtype="float32", attention=False, upsample="nearest", bn_momentum=0.99):
     """Symmetric upsampling decoder from the deepest pyramid level back to ``input_size``.
 
     Each step: UpSampling2D to the next shallower level's resolution (then the input's), 3x3 conv + BN +
@@ -64,7 +64,7 @@ def build_decoder(spec, input_size, *, out_channels, activation, filters=None, s
         lv = deepest - k
         if skips and lv >= 0:
             x = layers.Concatenate(name=f"{name}_skip{k}")([x, inputs[lv]])
-        x = conv_bn_relu(x, f, name=f"{name}_dec{k}")
+        x = conv_bn_relu(x, f, name=f"{name}_dec{k}", bn_momentum=bn_momentum)
         cur = target
     out = layers.Conv2D(out_channels, 3 if activation == "sigmoid" and out_channels <= 3 else 1,
                         padding="same", name=f"{name}_logits")(x)

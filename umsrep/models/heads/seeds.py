@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from umsrep.models.blocks.attention import CoordinateAttention, ResidualAttention
+from umsrep.models.blocks.attention import BN_MOMENTUM, CoordinateAttention, ResidualAttention
 from umsrep.models.blocks.conv import aspp, conv_bn_relu
 from umsrep.models.heads import HEADS, _level_inputs, build_decoder
 
@@ -58,12 +58,12 @@ def mmanet_classification(spec, input_size, *, name, n_classes, units=128, dropo
     while x.shape[1] > spec[deepest][0]:
         stage += 1
         width *= 2
-        x = conv_bn_relu(x, width, name=f"{name}_vgg{stage}a")
-        x = conv_bn_relu(x, width, name=f"{name}_vgg{stage}b")
+        x = conv_bn_relu(x, width, name=f"{name}_vgg{stage}a", bn_momentum=BN_MOMENTUM)
+        x = conv_bn_relu(x, width, name=f"{name}_vgg{stage}b", bn_momentum=BN_MOMENTUM)
         x = layers.MaxPooling2D(2, name=f"{name}_vgg{stage}_pool")(x)
     if connection and deepest != start:
         x = layers.Concatenate(name=f"{name}_connection")([x, inputs[deepest]])
-        x = conv_bn_relu(x, int(x.shape[-1]) // 2, kernel=1, name=f"{name}_fuse")
+        x = conv_bn_relu(x, int(x.shape[-1]) // 2, kernel=1, name=f"{name}_fuse", bn_momentum=BN_MOMENTUM)
     out = _classifier(x, name, n_classes, units, dropout)
     return keras.Model([inputs[lv] for lv in levels], out, name=f"head_{name}")
 
@@ -72,7 +72,7 @@ def mmanet_classification(spec, input_size, *, name, n_classes, units=128, dropo
 def mmanet_segmentation(spec, input_size, *, name, n_classes, filters=None, attention=True, **_):
     out_channels, activation = _seg_out(n_classes)
     return build_decoder(spec, input_size, out_channels=out_channels, activation=activation, filters=filters,
-                         skips=True, name=name, attention=attention)
+                         skips=True, name=name, attention=attention, bn_momentum=BN_MOMENTUM)
 
 
 @HEADS.register("dcm_classification")
@@ -80,7 +80,9 @@ def dcm_classification(spec, input_size, *, name, n_classes, units=128, dropout=
     deepest = len(spec) - 1
     inp = keras.Input(shape=spec[deepest], name=f"p{deepest}")
     width = min(spec[deepest][2], 64)
-    x = conv_bn_relu(inp, width, kernel=1, name=f"{name}_proj") if spec[deepest][2] != width else inp
+    x = inp
+    if spec[deepest][2] != width:
+        x = conv_bn_relu(inp, width, kernel=1, name=f"{name}_proj", bn_momentum=BN_MOMENTUM)
     x = ResidualAttention(width, name=f"{name}_attention1")(x)
     x = ResidualAttention(width, name=f"{name}_attention2")(x)
     return keras.Model(inp, _classifier(x, name, n_classes, units, dropout), name=f"head_{name}")
@@ -90,14 +92,14 @@ def dcm_classification(spec, input_size, *, name, n_classes, units=128, dropout=
 def dcm_segmentation(spec, input_size, *, name, n_classes, filters=None, **_):
     out_channels, activation = _seg_out(n_classes)
     return build_decoder(spec, input_size, out_channels=out_channels, activation=activation, filters=filters,
-                         skips=True, name=name, upsample="transpose")
+                         skips=True, name=name, upsample="transpose", bn_momentum=BN_MOMENTUM)
 
 
 @HEADS.register("deeplab_segmentation")
 def deeplab_segmentation(spec, input_size, *, name, n_classes, aspp_rates=(6, 12, 18, 24), **_):
     deepest = len(spec) - 1
     inp = keras.Input(shape=spec[deepest], name=f"p{deepest}")
-    x = aspp(inp, spec[deepest][2], rates=tuple(aspp_rates), name=f"{name}_aspp")
+    x = aspp(inp, spec[deepest][2], rates=tuple(aspp_rates), name=f"{name}_aspp", bn_momentum=BN_MOMENTUM)
     out_channels, activation = _seg_out(n_classes)
     x = layers.Conv2D(out_channels, 1, name=f"{name}_logits")(x)
     fy, fx = input_size[0] // int(inp.shape[1]), input_size[1] // int(inp.shape[2])
