@@ -144,3 +144,29 @@ def test_each_architecture_fits_saves_and_reloads(name, tmp_path):
         np.testing.assert_allclose(np.asarray(v), np.asarray(again(x)[k]), atol=1e-6)
     if name == "deeplab_busi":
         assert "without_postprocess" in m["tasks"]["lesion"]["test"]
+
+
+def test_gaussian_lowpass_layer_keeps_constants_and_smooths_noise():
+    from umsrep.models.layers import GaussianLowpass
+
+    layer = GaussianLowpass(2.0)
+    flat = np.full((1, 32, 32, 1), 0.3, "float32")
+    np.testing.assert_allclose(np.asarray(layer(flat)), flat, atol=1e-6)       # borders too (normalised)
+    noise = np.random.default_rng(2).normal(0.5, 0.1, (1, 64, 64, 1)).astype("float32")
+    smoothed = np.asarray(layer(noise))[0, 16:-16, 16:-16, 0]
+    # white noise through a Gaussian of σ = 2: variance / (4πσ²) ≈ variance / 50
+    expected = 0.1 ** 2 / (4 * np.pi * 2.0 ** 2)
+    assert expected / 2 < smoothed.var() < expected * 2
+
+
+def test_untrained_representation_needs_a_strategy_that_trains_it():
+    from umsrep.errors import RecipeError
+    from umsrep.recipe import parse_recipe
+
+    raw = {"name": "t", "modality": "us", "data": {"synthetic": {"n": 24}}, "representation": {"kind": "deeplab"},
+           "tasks": {"lesion": {"type": "segmentation", "classes": ["lesion"]}}}
+    with pytest.raises(RecipeError, match="strategy.kind: independent trains heads on a frozen encoder"):
+        parse_recipe(raw)
+    assert parse_recipe({**raw, "strategy": {"kind": "joint"}}).representation.training == "none"
+    assert parse_recipe({**raw, "representation": {"kind": "deeplab", "train": "denoising"}}).representation \
+        .training == "denoising"
