@@ -84,9 +84,16 @@ def test_decisions_are_computed_per_image_and_chain():
     np.testing.assert_array_equal(out["big"], [False, False, False, True])
 
 
-def test_a_decision_may_only_use_earlier_ones():
+def test_a_decision_must_exist():
     with pytest.raises(RuleError, match="unknown head 'later'"):
         check_rule(parse_rule("later"), HEADS, [])
+
+
+def test_decisions_may_come_in_any_order_but_not_in_a_cycle():
+    r = _recipe({"discharge": "not refer", "refer": 'dx == "malignant"'})
+    assert list(r.derive_rules()) == ["refer", "discharge"]     # evaluated after what it uses
+    with pytest.raises(RecipeError, match=r"derive\.a: decisions \['a', 'b'\] use each other in a cycle"):
+        _recipe({"a": "not b", "b": "a"})
 
 
 def _recipe(derive):

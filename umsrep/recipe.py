@@ -456,20 +456,32 @@ class Recipe(Strict):
 
     # -- helpers used by the trainer -------------------------------------------------------------
     def derive_rules(self) -> dict:
-        """``{decision: parsed rule}``, checked against the heads (raises ValueError naming the field)."""
-        from umsrep.derive.rules import RuleError, check_rule, parse_rule
+        """``{decision: parsed rule}`` in evaluation order (a decision after those it uses; the order in the recipe
+        does not matter), checked against the heads (raises ValueError naming the field)."""
+        from umsrep.derive.rules import RuleError, check_rule, heads_of, parse_rule
 
         heads = {n: (t.type, list(t.classes)) for n, t in self.tasks.items()}
-        rules = {}
+        parsed = {}
         for name, d in self.derive.items():
             if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name) or name in heads or name in ("p", "area"):
                 raise ValueError(f"derive.{name}: a decision name must be an identifier and not a task name")
             try:
-                node = parse_rule(d.rule)
-                check_rule(node, heads, list(rules))
+                parsed[name] = parse_rule(d.rule)
             except RuleError as e:
                 raise ValueError(f"derive.{name}: {e}") from None
-            rules[name] = node
+        uses = {n: heads_of(node) & set(parsed) for n, node in parsed.items()}
+        rules, left = {}, dict(parsed)
+        while left:
+            ready = [n for n in left if uses[n] <= set(rules)]
+            if not ready:
+                name = next(iter(left))
+                raise ValueError(f"derive.{name}: decisions {sorted(left)} use each other in a cycle")
+            for name in ready:
+                try:
+                    check_rule(left[name], heads, list(rules))
+                except RuleError as e:
+                    raise ValueError(f"derive.{name}: {e}") from None
+                rules[name] = left.pop(name)
         return rules
 
     def task_data(self, task: str) -> DataConfig:

@@ -17,7 +17,8 @@ Names and functions:
 - ``p(head)`` — probability of the predicted class; ``p(head, "class")`` — probability of that class;
 - ``area(head)`` — a segmentation head: fraction of the image predicted as foreground (any class);
   ``area(head, "class")`` — of that class;
-- an earlier ``derive`` entry's name — its decision (true / false).
+- another ``derive`` entry's name — its decision (true / false); decisions are evaluated after those they use,
+  whatever their order in the recipe (a cycle is refused).
 
 Example (the UMS-Rep Doppler recommendation)::
 
@@ -63,7 +64,7 @@ class Bool:
 
 
 @dataclass(frozen=True)
-class Name:            # a head's predicted class, or an earlier decision
+class Name:            # a head's predicted class, or another decision
     name: str
 
 
@@ -205,13 +206,13 @@ def parse_rule(text: str) -> Node:
 
 # ------------------------------------------------------------------------------------------------ check
 def check_rule(node: Node, heads: Dict[str, Tuple[str, List[str]]], decisions: List[str]) -> str:
-    """Type-check ``node``; ``heads``: name -> (task type, classes); ``decisions``: earlier derive names.
+    """Type-check ``node``; ``heads``: name -> (task type, classes); ``decisions``: the decisions already available.
     Returns the node's type (``bool``, ``num``, ``str``, ``class:<head>``)."""
 
     def head(name, want):
         if name not in heads:
             raise RuleError(f"unknown head {name!r}; heads are {sorted(heads)}"
-                            + (f", earlier decisions {decisions}" if decisions else ""))
+                            + (f", decisions {decisions}" if decisions else ""))
         typ, classes = heads[name]
         if typ != want:
             raise RuleError(f"{name!r} is a {typ} head; this needs a {want} head")
@@ -265,7 +266,7 @@ def check_rule(node: Node, heads: Dict[str, Tuple[str, List[str]]], decisions: L
 
 
 def heads_of(node: Node) -> set:
-    """Names a rule reads: heads, and (as bare names) earlier decisions."""
+    """Names a rule reads: heads, and (as bare names) other decisions."""
     if isinstance(node, Call):
         return {node.head}
     if isinstance(node, Name):
@@ -326,7 +327,7 @@ def evaluate_rule(node: Node, values: Dict[str, HeadValues], decisions: Dict[str
 
 
 def decide(rules: Dict[str, Node], values: Dict[str, HeadValues]) -> Dict[str, np.ndarray]:
-    """Every decision, in order (a later rule may use an earlier one)."""
+    """Every decision, in the given order (a rule may use the decisions before it)."""
     out: Dict[str, np.ndarray] = {}
     for name, node in rules.items():
         out[name] = evaluate_rule(node, values, out)
