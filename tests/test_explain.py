@@ -130,3 +130,24 @@ def test_report_html_is_self_contained_and_complete(tiny_run):
         assert section in page, section
     assert main(["report", str(tiny_run)]) == 0                      # re-drawn from the saved run
     assert (tiny_run / "report.html").read_text().count("<img ") == page.count("<img ")
+
+
+def test_default_layer_is_the_deepest_level_the_head_reads():
+    from umsrep.recipe import parse_recipe
+    from umsrep.train.fit import build_encoder, build_head
+    from umsrep.models.heads import pyramid_spec
+
+    raw = {"name": "t", "modality": "us", "data": {"synthetic": {"n": 24}, "image_size": 32},
+           "representation": {"kind": "mmanet", "filters": [4, 4, 8, 8, 8]}, "strategy": {"kind": "joint"},
+           "tasks": {"dx": {"type": "classification", "classes": ["a", "b"],
+                            "head": {"connection": False, "branch_level": 3, "units": 4}}}}
+    r = parse_recipe(raw)
+    enc = build_encoder(r, 0.0, 1.0)
+    model = attach(enc, {"dx": build_head("dx", r.tasks["dx"], pyramid_spec(enc), (32, 32), "mmanet")})
+    x = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
+    cam = GradCam(model, "dx")
+    assert cam.layer == "encoder/enc3_aspp_fuse_relu" and cam(x).maps.shape == (2, 32, 32)
+    from umsrep.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="does not feed the 'dx' head"):
+        GradCam(model, "dx", layer="encoder/enc5_res_relu")(x)

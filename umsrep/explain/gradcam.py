@@ -15,7 +15,7 @@ divided by its maximum (an all-zero map stays zero) and resized bilinearly to th
 
 The layer is addressed by a path: ``encoder/<layer>`` (any layer of the encoder with a 4-D output) or
 ``<layer>`` for a top-level layer name inside the encoder; default: the layer producing the deepest encoder
-feature map, i.e. the last convolutional block before the classification head.
+feature map the classification head reads, i.e. the last convolutional block of the encoder before the head.
 """
 
 from __future__ import annotations
@@ -62,8 +62,9 @@ def resolve_layer(model, task: str, layer: Optional[str] = None):
         raise RecipeError("the model has no nested 'encoder'; Grad-CAM needs umsrep's encoder + heads layout")
     encoder = model.get_layer("encoder")
     candidates = conv_layers(encoder)
-    if layer is None:
-        deepest = encoder.outputs[-1]
+    if layer is None:  # the deepest encoder feature map this head reads
+        level = max(int(t.name.split(":")[0][1:]) for t in head.inputs)
+        deepest = encoder.outputs[level]
         target = next(ly for ly in reversed(encoder.layers) if ly.output is deepest)
     else:
         name = layer[len("encoder/"):] if layer.startswith("encoder/") else layer
@@ -82,7 +83,7 @@ class GradCam:
 
         if method not in METHODS:
             raise RecipeError(f"--method: {method!r} is not one of {list(METHODS)}")
-        self.method = method
+        self.method, self.task = method, task
         encoder, target, head, self.layer = resolve_layer(model, task, layer)
         self.size = tuple(int(d) for d in model.input_shape[1:3])
         self._features = keras.Model(encoder.inputs, [target.output] + list(encoder.outputs),
@@ -121,6 +122,8 @@ class GradCam:
                 cls = tf.broadcast_to(tf.constant(class_index, tf.int32), [tf.shape(x)[0]])
             score = tf.gather(logits, cls, axis=1, batch_dims=1)
         grads = tape.gradient(score, act)
+        if grads is None:
+            raise RecipeError(f"--layer: {self.layer} does not feed the {self.task!r} head's class scores")
         a, g = act.numpy().astype(np.float64), grads.numpy().astype(np.float64)
         if self.method == "gradcam":
             weights = g.mean(axis=(1, 2), keepdims=True)
