@@ -21,8 +21,10 @@ import numpy as np
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1180px;padding:0 24px 48px;
 color:#1d2430;line-height:1.45}
-h1{border-bottom:3px solid #3a6ea5;padding-bottom:6px}h2{margin-top:36px;border-bottom:1px solid #ccd;padding-bottom:4px}
-table{border-collapse:collapse;margin:10px 0;font-size:13px}th,td{border:1px solid #ccd;padding:3px 8px;text-align:right}
+h1{border-bottom:3px solid #3a6ea5;padding-bottom:6px}
+h2{margin-top:36px;border-bottom:1px solid #ccd;padding-bottom:4px}
+table{border-collapse:collapse;margin:10px 0;font-size:13px}
+th,td{border:1px solid #ccd;padding:3px 8px;text-align:right}
 th{background:#eef2f8}td:first-child,th:first-child{text-align:left}code,pre{background:#f4f5f7;font-size:12px}
 pre{padding:10px;overflow-x:auto}figure{margin:14px 0}figcaption{font-size:13px;color:#555}
 img{max-width:100%}nav a{margin-right:12px;font-size:14px}.figs{display:flex;flex-wrap:wrap;gap:12px}
@@ -39,7 +41,8 @@ def _png(fig) -> str:
 
 
 def _figure(uri, caption):
-    return f'<figure><img src="{uri}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+    text = html.escape(caption)
+    return f'<figure><img src="{uri}" alt="{text}"><figcaption>{text}</figcaption></figure>'
 
 
 def _gray(img):
