@@ -59,9 +59,9 @@ def main():
 
     results = {}
 
-    def bench(name, model, engine_step, keras_model, keras_loss, keras_y, fwd_model):
+    def bench(name, model, engine_step, keras_model, keras_loss, kds):
+        """Interleaved timing of ``engine_step`` and ``keras_model.fit`` on ``kds``; FLOPs from ``model``."""
         keras_model.compile(optimizer=opt(), loss=keras_loss)
-        kds = ds(keras_y)
         engine_step()
         keras_model.fit(kds, steps_per_epoch=a.steps, epochs=1, verbose=0)
         eng, ker = [], []
@@ -72,7 +72,7 @@ def main():
             t0 = time.perf_counter()
             keras_model.fit(kds, steps_per_epoch=a.steps, epochs=1, verbose=0)
             ker.append(a.steps * bs / (time.perf_counter() - t0))
-        flops = count_flops(fwd_model)
+        flops = count_flops(model)
         e, k = statistics.median(eng), statistics.median(ker)
         r = {"parameters": int(model.count_params()), "forward_gflops_per_image": flops / 1e9,
              "umsrep_images_per_s": e, "keras_fit_images_per_s": k, "umsrep_over_keras_fit": e / k,
@@ -88,7 +88,7 @@ def main():
     mse = LOSSES.get("mse")()
     st = SingleTask("dae", TaskStream("dae", dae, mse, ds(x), a.steps), dae.trainable_variables, opt())
     dae_k = keras.models.clone_model(dae)
-    bench("denoising_autoencoder", dae, st.train_epoch, dae_k, "mse", x, dae)
+    bench("denoising_autoencoder", dae, st.train_epoch, dae_k, "mse", ds(x))
 
     # 2. segmentation head on the frozen shared encoder (independent strategy)
     seg_head = HEADS.get("segmentation")(pyramid_spec(enc), (size, size), name="lesion", n_classes=1)
@@ -103,7 +103,7 @@ def main():
     enc2 = keras.models.clone_model(enc)
     enc2.trainable = False
     seg_k = attach_one(enc2, keras.models.clone_model(seg_head))
-    bench("segmentation_head_frozen_encoder", seg, st.train_epoch, seg_k, keras_seg_loss, mask[..., None], seg)
+    bench("segmentation_head_frozen_encoder", seg, st.train_epoch, seg_k, keras_seg_loss, ds(mask[..., None]))
 
     # 3. MMA-Net, joint (lesion + diagnosis)
     from umsrep.recipe import parse_recipe
@@ -126,25 +126,9 @@ def main():
     jt = Joint("joint", streams, menc.trainable_variables, opt(), w, full)
     full_k = keras.models.clone_model(full)
     multi_y = tf.data.Dataset.from_tensor_slices((x, {"lesion": mask[..., None], "diagnosis": label}))
-    full_k.compile(optimizer=opt(), loss={"lesion": keras_seg_loss, "diagnosis": "sparse_categorical_crossentropy"})
-    kds = multi_y.repeat().batch(bs).prefetch(tf.data.AUTOTUNE)
-    jt.train_epoch()
-    full_k.fit(kds, steps_per_epoch=a.steps, epochs=1, verbose=0)
-    eng, ker = [], []
-    for _ in range(a.repeats):
-        t0 = time.perf_counter()
-        jt.train_epoch()
-        eng.append(a.steps * bs / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        full_k.fit(kds, steps_per_epoch=a.steps, epochs=1, verbose=0)
-        ker.append(a.steps * bs / (time.perf_counter() - t0))
-    flops = count_flops(full)
-    e, k = statistics.median(eng), statistics.median(ker)
-    results["mmanet_joint"] = {"parameters": int(full.count_params()), "forward_gflops_per_image": flops / 1e9,
-                               "umsrep_images_per_s": e, "keras_fit_images_per_s": k,
-                               "umsrep_over_keras_fit": e / k, "umsrep_achieved_gflops": e * 3 * flops / 1e9,
-                               **({"umsrep_fraction_of_peak": e * 3 * flops / 1e9 / peak} if peak else {})}
-    print("mmanet_joint", {kk: round(v, 3) if isinstance(v, float) else v for kk, v in results["mmanet_joint"].items()})
+    bench("mmanet_joint", full, jt.train_epoch, full_k,
+          {"lesion": keras_seg_loss, "diagnosis": "sparse_categorical_crossentropy"},
+          multi_y.repeat().batch(bs).prefetch(tf.data.AUTOTUNE))
     save("train_throughput", {"size": size, "batch": bs, "steps": a.steps, "repeats": a.repeats, "peak_gflops": peak,
                               "models": results})
 

@@ -59,8 +59,7 @@ def _resume_recipe(args):
     from umsrep.rundir import RunDir
 
     run = RunDir.open(args.resume)
-    status = run.read_json(RunDir.RUN).get("status")
-    if status == "complete":
+    if run.is_complete:
         raise RunDirError(f"{run.path}: the run is already complete; nothing to resume")
     saved = load_recipe(run / RunDir.RECIPE)
     source = args.recipe or str(run / RunDir.RECIPE)

@@ -86,8 +86,9 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
               for i in progress(range(0, len(x), batch_size), "predicting", log)]
     outs = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     recipe = load_recipe(run / RunDir.RECIPE)
-    decisions = decide(recipe.derive_rules(), {n: head_values(outs[n], recipe.tasks[n], x) for n in recipe.tasks})
     labels = {n: predict_labels(outs[n], t, x) for n, t in recipe.tasks.items() if t.type == "segmentation"}
+    decisions = decide(recipe.derive_rules(),  # segmentation post-processing (CRF) runs once, above
+                       {n: head_values(outs[n], t, x, labels.get(n)) for n, t in recipe.tasks.items()})
     out = Path(out)
     stems = _unique_stems(files)
     rows = []

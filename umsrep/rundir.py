@@ -62,6 +62,11 @@ class RunDir:
         except json.JSONDecodeError as e:
             raise RunDirError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
 
+    @property
+    def is_complete(self) -> bool:
+        """True when ``run.json`` exists and says the run finished (``status: complete``)."""
+        return (self.path / self.RUN).is_file() and self.read_json(self.RUN).get("status") == "complete"
+
     def require_model(self):
         """The trained model's path, or a one-line error saying why there is none."""
         if self.model_path.is_file():

@@ -135,14 +135,19 @@ def make_oracle(recipe: Recipe, max_trials=None):
     return cls(max_trials=max_trials or s.max_trials, **common)
 
 
+def _single_run(recipe: Recipe) -> dict:
+    """The recipe as a dict for one plain run inside a search: no search, baseline, comparison, k folds or
+    report.html."""
+    raw = recipe.model_dump(mode="json")
+    raw["search"], raw["baseline"], raw["output"]["html"] = None, False, False
+    raw["strategy"]["compare"] = []
+    raw["data"]["split"]["folds"], raw["data"]["split"]["fold"] = None, None
+    return raw
+
+
 def trial_recipe(recipe: Recipe, values: dict, epochs: int, rep_run=None) -> Recipe:
     """The recipe a trial trains: the search values applied, the tuned stage's epochs set, no extras."""
-    raw = recipe.model_dump(mode="json")
-    raw["search"] = None
-    raw["baseline"] = False
-    raw["strategy"]["compare"] = []
-    raw["output"]["html"] = False
-    raw["data"]["split"]["folds"], raw["data"]["split"]["fold"] = None, None
+    raw = _single_run(recipe)
     sets = [f"{k}={json.dumps(v)}" for k, v in values.items()]
     if recipe.search.stage == "representation":
         sets.append(f"representation.epochs={epochs}")
@@ -182,9 +187,8 @@ def _tuner_class():
             values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
             epochs = int(trial.hyperparameters.values.get("tuner/epochs", self.recipe.search.epochs))
             run = RunDir(self.out / "trials" / trial.trial_id)
-            meta = run.path / RunDir.RUN
             t0 = time.perf_counter()
-            if meta.is_file() and json.loads(meta.read_text()).get("status") == "complete":
+            if run.is_complete:
                 metrics = run.read_json(RunDir.METRICS)
             else:
                 run.path.mkdir(parents=True, exist_ok=True)
@@ -229,13 +233,10 @@ def tune(recipe_path=None, overrides=None, out=None, trials=None, resume=None, l
     rep_run = None
     if recipe.search.stage == "heads" and not recipe.representation.init_from:
         rep_run = RunDir(out / "representation")
-        meta = rep_run.path / RunDir.RUN
-        if not (meta.is_file() and json.loads(meta.read_text()).get("status") == "complete"):
+        if not rep_run.is_complete:
             log("--- training the shared representation once (heads 1 epoch), reused by every trial")
             rep_run.path.mkdir(parents=True, exist_ok=True)
-            raw = recipe.model_dump(mode="json")
-            raw["search"], raw["baseline"], raw["output"]["html"] = None, False, False
-            raw["strategy"]["compare"] = []
+            raw = _single_run(recipe)
             sets = [f"tasks.{t}.epochs=1" for t in recipe.tasks] + ["strategy.kind=independent"]
             fit(parse_recipe(apply_overrides(raw, sets), "representation"), rep_run, log=log)
         rep_run = rep_run.path

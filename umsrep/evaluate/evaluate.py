@@ -118,11 +118,12 @@ def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_s
     return out
 
 
-def head_values(probs, task, images=None) -> HeadValues:
-    """A head's outputs over n images in the form derived rules read (:class:`umsrep.derive.rules.HeadValues`)."""
+def head_values(probs, task, images=None, labels=None) -> HeadValues:
+    """A head's outputs over n images in the form derived rules read (:class:`umsrep.derive.rules.HeadValues`);
+    ``labels``: a segmentation head's :func:`predict_labels`, when the caller already has them."""
     if task.type == "classification":
         return HeadValues(list(task.classes), probs=np.asarray(probs, np.float64))
-    return label_fractions(predict_labels(probs, task, images), task.classes)
+    return label_fractions(predict_labels(probs, task, images) if labels is None else labels, task.classes)
 
 
 def label_fractions(label_maps, classes) -> HeadValues:

@@ -89,8 +89,7 @@ def fit_folds(recipe: Recipe, run: RunDir, log=print) -> dict:
     fold_metrics = []
     for f in range(k):
         sub = RunDir(run.path / f"fold{f}")
-        done = (sub / RunDir.RUN).is_file() and sub.read_json(RunDir.RUN).get("status") == "complete"
-        if done:
+        if sub.is_complete:
             log(f"=== fold {f + 1}/{k}: finished before, kept ({sub.path})")
             fold_metrics.append(sub.read_json(RunDir.METRICS))
             continue

@@ -298,12 +298,16 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                                        stage_log, log, ckpt)
         rep_heads = dict(heads)
         snapshot = {"encoder": encoder.get_weights(), **{h: m.get_weights() for h, m in rep_heads.items()}}
+
+        def restore_representation():  # every strategy and the baseline start from the trained representation
+            encoder.set_weights(snapshot["encoder"])
+            for h, m in rep_heads.items():
+                m.set_weights(snapshot[h])
+
         rep_stage = [stages["representation"]] if "representation" in stages else []
         for n, kind in enumerate(kinds):
-            if n:  # every strategy starts from the same trained representation
-                encoder.set_weights(snapshot["encoder"])
-                for h, m in rep_heads.items():
-                    m.set_weights(snapshot[h])
+            if n:
+                restore_representation()
                 log(f"--- strategy {kind!r} (comparison), from the same representation")
             heads_k, stages_k = dict(rep_heads), {}
             _fine_tune(recipe.model_copy(update={"strategy": recipe.strategy.model_copy(update={"kind": kind})}),
@@ -321,9 +325,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
             approaches[kind] = {**_approach_summary(rep_stage + list(stages_k.values()), results[kind]["tasks"]),
                                 "parameters": {"total": int(full.count_params())}}
         if recipe.baseline:
-            encoder.set_weights(snapshot["encoder"])
-            for h, m in rep_heads.items():
-                m.set_weights(snapshot[h])
+            restore_representation()
             log("--- baseline: one separate model per task, random init"
                 + (", on denoised images" if "denoise" in rep_heads else ""))
             base_models, costs = _baseline(recipe, encoder, rep_heads, tasks, stages, strategy, stage_log, log, ckpt)
