@@ -30,8 +30,8 @@ def cmd_validate(args) -> int:
     from umsrep.models.encoder_io import read_preprocessing
 
     r = load_recipe(args.recipe, args.set)
-    if r.representation.init_from:
-        read_preprocessing(r.representation.init_from, r)
+    if r.representation.source:
+        read_preprocessing(r.representation.source, r)
     tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} classes)" for n, t in r.tasks.items())
     _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
          f"{r.representation.kind}, tasks: {tasks}")
@@ -90,8 +90,8 @@ def cmd_fit(args) -> int:
         raise RecipeError("fit needs a RECIPE file (or --resume RUN_DIR)")
     else:
         recipe, run = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent), None
-    if recipe.representation.init_from:  # refuse a mismatching encoder before anything is written
-        read_preprocessing(recipe.representation.init_from, recipe)
+    if recipe.representation.source:  # refuse a mismatching encoder before anything is written
+        read_preprocessing(recipe.representation.source, recipe)
     _quiet_tf()
     from umsrep.rundir import RunDir
     from umsrep.train.fit import fit
@@ -152,6 +152,46 @@ def cmd_report(args) -> int:
     from umsrep.evaluate.runs import report_run
 
     report_run(args.run_dir, log=_log)
+    return 0
+
+
+def cmd_pretrained(args) -> int:
+    from umsrep import pretrained
+
+    _quiet_tf()
+
+    if args.action == "list":
+        from rich.console import Console
+        from rich.table import Table
+
+        names = pretrained.names()
+        if not names:
+            _log(f"no pretrained encoders in {pretrained.pretrained_root()}")
+            return 0
+        table = Table(title=f"pretrained encoders ({pretrained.pretrained_root()})")
+        for col in ("name", "modality", "kind", "input", "normalization", "parameters", "trained", "PSNR denoised"):
+            table.add_column(col)
+        for n in names:
+            c = pretrained.read_card(pretrained.pretrained_root() / n)
+            pre, tr = c["preprocessing"], c.get("training", {})
+            levels = c.get("denoising", {}).get("levels", {})
+            psnr = ", ".join(f"{lv} {v['psnr_denoised']:.1f}" for lv, v in levels.items()) or "—"
+            table.add_row(n, str(c.get("modality")), str(pre.get("kind")),
+                          "x".join(map(str, pre.get("image_size", []))) + f"x{pre.get('channels')}",
+                          str(pre.get("normalization")), f"{c.get('parameters') or 0:,}",
+                          f"{tr.get('how')} on {Path(str(tr.get('data'))).name}", psnr)
+        Console(width=160).print(table)
+        return 0
+    if args.action == "show":
+        import yaml
+
+        folder = pretrained.resolve(args.name, "pretrained show")
+        card = pretrained.verify(folder)
+        _log(f"# {folder}  (SHA-256 verified)")
+        _log(yaml.safe_dump(card, sort_keys=False, allow_unicode=True).rstrip())
+        return 0
+    out = pretrained.publish(args.run_dir, args.name, args.dest, args.description or "")
+    _log(f"published {out} (card {out / pretrained.CARD_FILE})")
     return 0
 
 
@@ -228,6 +268,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"])
     ex.add_argument("--batch-size", type=int, default=16)
     ex.set_defaults(func=cmd_explain)
+
+    pt = sub.add_parser("pretrained", help="shipped pretrained encoders: list, show a card, publish a run's encoder")
+    pts = pt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    pts.add_parser("list", help="the encoders in pretrained/ with their cards")
+    sh = pts.add_parser("show", help="one encoder's card (its SHA-256 is verified)")
+    sh.add_argument("name", help="a shipped name or an encoder folder")
+    pu = pts.add_parser("publish", help="make a pretrained encoder folder (encoder.keras + card.yaml) from a run")
+    pu.add_argument("run_dir")
+    pu.add_argument("name")
+    pu.add_argument("--dest", help="registry folder (default: the shipped pretrained/ folder)")
+    pu.add_argument("--description")
+    pt.set_defaults(func=cmd_pretrained)
     return p
 
 

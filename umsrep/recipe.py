@@ -32,6 +32,8 @@ class SplitConfig(Strict):
     folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: each fold is the test split "
                                                          "once (overrides `test`); results as mean ± SD")
     fold: Optional[int] = Field(None, ge=0, description="k-fold: run only this fold (default: every fold)")
+    train_fraction: float = Field(1.0, gt=0, le=1, description="keep this fraction of the train split (stratified; "
+                                                               "val and test unchanged): labelled-data curves")
 
     @model_validator(mode="before")
     @classmethod
@@ -51,11 +53,15 @@ class SplitConfig(Strict):
 
 
 class SyntheticConfig(Strict):
-    kind: Literal["ultrasound"] = "ultrasound"
+    kind: Literal["ultrasound", "doppler"] = Field(
+        "ultrasound", description="ultrasound: breast-ultrasound-like B-mode (umsrep.data.synthetic); doppler: "
+                                  "spectral Doppler echo, flows MV/MA/TR (umsrep.data.doppler, docs/doppler.md)")
     n: int = Field(240, ge=12)
     size: int = Field(64, ge=16, le=1024)
     seed: int = 0
     per_patient: int = Field(2, ge=1)
+    low_quality: float = Field(0.3, ge=0, le=1, description="doppler only: fraction of each flow's images made "
+                                                          "low quality (weak signal, clutter, clipping, aliasing)")
 
 
 Normalization = Literal["none", "image_mean", "image_zscore", "dataset_zscore"]
@@ -64,7 +70,8 @@ Normalization = Literal["none", "image_mean", "image_zscore", "dataset_zscore"]
 class DataConfig(Strict):
     root: Optional[str] = Field(None, description="data folder; ${ENV} and ${ENV:-default} are expanded")
     synthetic: Optional[SyntheticConfig] = Field(
-        None, description="generate the embedded synthetic ultrasound set into <run>/data instead of reading root")
+        None, description="generate an embedded synthetic set instead of reading root: kind ultrasound (B-mode, "
+                          "into <run>/data) or doppler (spectral Doppler echo, into <run>/doppler_data)")
     images: str = "images"
     masks: Optional[str] = "masks"
     labels: Optional[str] = "labels.csv"
@@ -144,9 +151,18 @@ def _default_noise():
 
 
 class RepresentationConfig(TrainConfig):
-    kind: Literal["denoising_autoencoder", "supervised", "mmanet", "attention_dcm", "lightweight", "deeplab"] = Field(
+    kind: Literal["denoising_autoencoder", "supervised", "mmanet", "attention_dcm", "lightweight", "deeplab",
+                  "pretrained"] = Field(
         "denoising_autoencoder", description="encoder architecture: the UMS-Rep denoising autoencoder or dilated "
-                                             "CNN, or a seed architecture's encoder (docs/architectures.md)")
+                                             "CNN, a seed architecture's encoder (docs/architectures.md), or "
+                                             "pretrained (a shipped or published encoder, see `name`)")
+    name: Optional[str] = Field(None, description="kind pretrained: a shipped encoder (`umsrep pretrained list`) "
+                                                  "or the path of an encoder folder with card.yaml")
+    trainable: Optional[bool] = Field(
+        None, description="update the encoder while training the heads (default: frozen for the independent "
+                          "strategy, updated for alternating/joint); true with independent needs a single task")
+    allow_mismatch: bool = Field(False, description="load an encoder whose modality/preprocessing differ from the "
+                                                    "recipe, with a warning instead of an error")
     train: Literal["auto", "denoising", "supervised", "none"] = Field(
         "auto", description="how the representation stage learns: denoising (noisy -> clean through a decoder), "
                             "supervised (with the head of `task`), none (random init; the strategy trains it). "
@@ -175,9 +191,29 @@ class RepresentationConfig(TrainConfig):
             raise ValueError("filters must be positive integers")
         return v
 
+    @model_validator(mode="after")
+    def _pretrained(self):
+        if self.kind == "pretrained":
+            if not self.name:
+                raise ValueError("kind: pretrained needs `name` (a shipped encoder or an encoder folder path)")
+            if self.init_from:
+                raise ValueError("give either kind: pretrained with `name`, or `init_from`, not both")
+            if self.train not in ("auto", "none"):
+                raise ValueError("kind: pretrained is loaded, not trained here: leave `train` unset")
+        elif self.name is not None:
+            raise ValueError("`name` is for kind: pretrained (use init_from to load a run's encoder)")
+        return self
+
+    @property
+    def source(self) -> Optional[str]:
+        """Where a loaded encoder comes from (pretrained name/path or init_from); None if it is built here."""
+        return self.name if self.kind == "pretrained" else self.init_from
+
     @property
     def training(self) -> str:
         """The representation stage: denoising | supervised | none (``train`` with ``auto`` resolved)."""
+        if self.kind == "pretrained":
+            return "none"
         if self.train != "auto":
             return self.train
         return {"denoising_autoencoder": "denoising", "supervised": "supervised"}.get(self.kind, "none")
@@ -425,18 +461,27 @@ class Recipe(Strict):
     @model_validator(mode="after")
     def _cross(self):
         rep = self.representation
-        if rep.training == "none" and rep.init_from is None and self.strategy.kind == "independent":
+        st = self.strategy
+        if rep.trainable and st.kind == "independent" and len(self.tasks) > 1:
+            raise ValueError("representation.trainable: true with strategy.kind: independent would let each head "
+                             "change the shared encoder in turn; use one task, or alternating/joint")
+        if rep.trainable is False and (st.kind != "independent" or set(st.compare) - {"independent"}):
+            raise ValueError("representation.trainable: false freezes the encoder, which only the independent "
+                             "strategy does; use strategy.kind: independent")
+        if self.baseline and rep.kind == "pretrained":
+            raise ValueError("baseline: true rebuilds the representation's architecture from the recipe; with "
+                             "representation.kind: pretrained compare against random init with bench/reuse.py")
+        if rep.training == "none" and rep.source is None and st.kind == "independent" and not rep.trainable:
             raise ValueError("strategy.kind: independent trains heads on a frozen encoder, but representation "
-                             f"{rep.kind!r} is not trained first (train: none); use joint or alternating, or set "
-                             "representation.train: denoising|supervised")
-        if rep.training == "supervised" and rep.init_from is None:
+                             f"{rep.kind!r} is not trained first (train: none); use joint or alternating, set "
+                             "representation.train: denoising|supervised, or trainable: true (one task)")
+        if rep.training == "supervised" and rep.source is None:
             cls_tasks = [n for n, t in self.tasks.items() if t.type == "classification"]
             if rep.task is None:
                 if not cls_tasks:
                     raise ValueError("representation.kind: supervised needs a classification task in `tasks`")
             elif rep.task not in cls_tasks:
                 raise ValueError(f"representation.task: must name a classification task, one of {cls_tasks}")
-        st = self.strategy
         for field_name, named in (("strategy.ratios", st.ratios if isinstance(st.ratios, dict) else None),
                                   ("strategy.weighting.weights", st.weighting.weights)):
             unknown = sorted(set(named or {}) - set(self.tasks))

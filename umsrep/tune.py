@@ -44,7 +44,7 @@ def objective_names(recipe: Recipe) -> list:
     for name, t in recipe.tasks.items():
         keys = CLS_KEYS if t.type == "classification" else SEG_KEYS
         names += [f"val.{name}.{k}" for k in keys]
-    if (recipe.representation.training == "denoising" and not recipe.representation.init_from
+    if (recipe.representation.training == "denoising" and not recipe.representation.source
             and recipe.search is not None and recipe.search.stage == "representation"):
         names += [f"val.denoise.{k}" for k in DENOISE_KEYS]
     return names
@@ -231,7 +231,7 @@ def tune(recipe_path=None, overrides=None, out=None, trials=None, resume=None, l
     check_search(recipe, source)
     log(f"search folder: {out}")
     rep_run = None
-    if recipe.search.stage == "heads" and not recipe.representation.init_from:
+    if recipe.search.stage == "heads" and not recipe.representation.source:
         rep_run = RunDir(out / "representation")
         if not rep_run.is_complete:
             log("--- training the shared representation once (heads 1 epoch), reused by every trial")

@@ -104,11 +104,13 @@ def split_indices(
     seed=0,
     folds=None,
     fold=0,
+    train_fraction=1.0,
 ) -> dict[str, np.ndarray]:
     """Split ``range(n)`` into sorted index arrays ``{"train", "val", "test"}``.
 
     Fractions are of samples, or of groups when ``groups`` is given. With ``folds=k`` the test split is fold ``fold``
-    of a k-fold split and val is the fraction ``val`` of the remaining units.
+    of a k-fold split and val is the fraction ``val`` of the remaining units. ``train_fraction`` < 1 keeps that
+    fraction of the train units (stratified, at least one), val and test unchanged: labelled-data curves.
     """
     n = int(n)
     if n < 1:
@@ -157,6 +159,12 @@ def split_indices(
 
     rest = np.asarray(rest)
     train_u, val_u = _take(rest, None if unit_strata is None else unit_strata[rest], n_val, seed)
+    if not 0 < train_fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+    if train_fraction < 1:
+        train_u = np.asarray(train_u)
+        n_drop = len(train_u) - _count(train_fraction, len(train_u))
+        train_u, _ = _take(train_u, None if unit_strata is None else unit_strata[train_u], n_drop, seed + 1)
 
     def samples(units: np.ndarray) -> np.ndarray:
         return np.flatnonzero(np.isin(unit, units)).astype(np.int64)

@@ -1,13 +1,16 @@
 """Saving and loading a UMS-Rep encoder together with the preprocessing it expects.
 
 An encoder folder holds ``encoder.keras`` and ``preprocessing.json`` (modality, image size, channels,
-normalization and its statistics). Loading into a recipe checks them: reusing an encoder with a different
-modality or preprocessing is a classic silent failure, so it is refused with a clear message.
+normalization and its statistics); a pretrained one (:mod:`umsrep.pretrained`) holds ``card.yaml`` instead, whose
+``preprocessing`` section says the same and whose SHA-256 is checked. Loading into a recipe checks them: reusing
+an encoder with a different modality or preprocessing is a classic silent failure, so it is refused with a clear
+message.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from umsrep.errors import RecipeError
@@ -29,41 +32,60 @@ def preprocessing_of(recipe, mean: float, std: float, kind: str) -> dict:
             "value_range": [0.0, 1.0]}
 
 
-def find_encoder_folder(path) -> Path:
+def find_encoder_folder(path, where="representation.init_from") -> Path:
     p = Path(path)
     for cand in (p, p / "encoder"):
         if (cand / ENCODER_FILE).is_file() and (cand / PREPROC_FILE).is_file():
             return cand
-    raise RecipeError(f"representation.init_from: {p} holds no {ENCODER_FILE} + {PREPROC_FILE} "
+    raise RecipeError(f"{where}: {p} holds no {ENCODER_FILE} + {PREPROC_FILE} "
                       f"(give a run directory or an encoder folder)")
 
 
-def check_preprocessing(saved: dict, recipe, where="representation.init_from") -> None:
+def check_preprocessing(saved: dict, recipe, where="representation.init_from", warn=None) -> None:
+    """Refuse (or, with ``representation.allow_mismatch``, warn about) an encoder made for other inputs."""
     d = recipe.data
     want = {"modality": recipe.modality, "image_size": list(d.image_size), "channels": d.channels,
             "normalization": d.normalization}
     diffs = [f"{k} {saved.get(k)!r} (recipe: {v!r})" for k, v in want.items() if saved.get(k) != v]
     if diffs:
-        raise RecipeError(f"{where}: encoder preprocessing does not match the recipe: " + ", ".join(diffs))
+        msg = f"{where}: encoder preprocessing does not match the recipe: " + ", ".join(diffs)
+        if not recipe.representation.allow_mismatch:
+            raise RecipeError(msg + " (set representation.allow_mismatch: true to load it anyway)")
+        (warn or _warn)("warning: " + msg + " — loaded anyway (representation.allow_mismatch)")
 
 
-def read_preprocessing(path, recipe=None):
-    """The encoder folder and its preprocessing card; with ``recipe``, refuse a mismatch. Cheap: no TF."""
-    folder = find_encoder_folder(path)
-    try:
-        pre = json.loads((folder / PREPROC_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise RecipeError(f"{folder / PREPROC_FILE}: invalid JSON ({e.msg})") from None
+def _warn(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def read_preprocessing(path, recipe=None, where=None, warn=None):
+    """The encoder folder and the preprocessing it expects; with ``recipe``, refuse a mismatch. Cheap: no TF.
+
+    ``path`` is a pretrained encoder (registry name or folder with card.yaml, whose SHA-256 is verified), a run
+    directory or an encoder folder with preprocessing.json."""
+    from umsrep import pretrained
+
+    kind = recipe.representation.kind if recipe is not None else None
+    where = where or ("representation.name" if kind == "pretrained" else "representation.init_from")
+    if kind == "pretrained" or (Path(path) / pretrained.CARD_FILE).is_file():
+        folder = pretrained.resolve(str(path), where)
+        pre = dict(pretrained.verify(folder)["preprocessing"])
+    else:
+        folder = find_encoder_folder(path, where)
+        try:
+            pre = json.loads((folder / PREPROC_FILE).read_text())
+        except json.JSONDecodeError as e:
+            raise RecipeError(f"{folder / PREPROC_FILE}: invalid JSON ({e.msg})") from None
     if recipe is not None:
-        check_preprocessing(pre, recipe)
+        check_preprocessing(pre, recipe, where, warn)
     return folder, pre
 
 
-def load_encoder(path, recipe=None):
-    """Load an encoder folder; with ``recipe``, refuse a modality/preprocessing mismatch."""
+def load_encoder(path, recipe=None, warn=None):
+    """Load an encoder (see :func:`read_preprocessing`); with ``recipe``, refuse a modality/preprocessing mismatch."""
     import keras
 
     import umsrep.models.layers  # noqa: F401  (register custom layers)
 
-    folder, pre = read_preprocessing(path, recipe)
+    folder, pre = read_preprocessing(path, recipe, warn=warn)
     return keras.models.load_model(folder / ENCODER_FILE), pre

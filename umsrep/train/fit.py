@@ -86,10 +86,10 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
     """Load or train the shared encoder (denoising autoencoder or supervised); returns (encoder, preprocessing)."""
     rep = recipe.representation
     size, ch = tuple(recipe.data.image_size), recipe.data.channels
-    if rep.init_from:
-        encoder, pre = load_encoder(rep.init_from, recipe)
-        log(f"encoder loaded from {rep.init_from} ({encoder.count_params():,} parameters)")
-        return encoder, {**pre, "init_from": str(rep.init_from)}
+    if rep.source:
+        encoder, pre = load_encoder(rep.source, recipe, warn=log)
+        log(f"encoder loaded from {rep.source} ({pre.get('kind')}, {encoder.count_params():,} parameters)")
+        return encoder, {**pre, "init_from": str(rep.source)}
     pre = preprocessing_of(recipe, mean, std, rep.kind)
     encoder = build_encoder(recipe, mean, std)
     spec = pyramid_spec(encoder)
@@ -133,18 +133,22 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
     return encoder, pre
 
 
-def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
-    """Attach a head per task and train them with the recipe's strategy (see :mod:`umsrep.train.engine`)."""
+def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None, encoder_kind=None):
+    """Attach a head per task and train them with the recipe's strategy (see :mod:`umsrep.train.engine`).
+
+    ``encoder_kind``: the architecture the heads attach to (a loaded encoder's own, from its card)."""
     kind = recipe.strategy.kind
     size = tuple(recipe.data.image_size)
-    encoder.trainable = kind != "independent"
+    trainable = recipe.representation.trainable
+    encoder.trainable = trainable if trainable is not None else kind != "independent"
+    encoder_kind = encoder_kind or recipe.representation.kind
     spec = pyramid_spec(encoder)
     streams = []
     for i, (name, task) in enumerate(recipe.tasks.items()):
         if kind == "independent" and name in heads:
             continue  # the supervised representation's own head is already trained
         if name not in heads:
-            heads[name] = build_head(name, task, spec, size, recipe.representation.kind)
+            heads[name] = build_head(name, task, spec, size, encoder_kind)
         model = attach_one(encoder, heads[name])
         (x_tr, y_tr), (x_va, y_va) = tasks[name].arrays("train"), tasks[name].arrays("val")
         log(f"head {name!r} ({task.type}, {len(task.classes)} classes): {heads[name].count_params():,} "
@@ -153,8 +157,8 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
                                recipe.seed + 7 * (i + 1), head_variables=heads[name].trainable_variables))
     if kind == "independent":
         for s in streams:
-            trainer = SingleTask(s.name, s, s.head_variables, make_optimizer(recipe.tasks[s.name].optimizer),
-                                 strategy)
+            variables = s.head_variables + (encoder.trainable_variables if encoder.trainable else [])
+            trainer = SingleTask(s.name, s, variables, make_optimizer(recipe.tasks[s.name].optimizer), strategy)
             res = run_stage(trainer, recipe.tasks[s.name], log=log, log_dir=stage_log(s.name), checkpoints=ckpt)
             stages[s.name] = {**res.to_dict(), "parameters": {"trainable": res.trainable_params,
                                                               "total": int(s.model.count_params())}}
@@ -311,7 +315,8 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                 log(f"--- strategy {kind!r} (comparison), from the same representation")
             heads_k, stages_k = dict(rep_heads), {}
             _fine_tune(recipe.model_copy(update={"strategy": recipe.strategy.model_copy(update={"kind": kind})}),
-                       encoder, heads_k, tasks, stages_k, strategy, stage_log, log, ckpt)
+                       encoder, heads_k, tasks, stages_k, strategy, stage_log, log, ckpt,
+                       encoder_kind=pre.get("kind"))
             full = attach(encoder, heads_k)
             path = run.model_path if n == 0 else run.path / "models" / f"{kind}.keras"
             save_keras(full, path)
@@ -356,7 +361,8 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                       **({"excluded_by_label_map": td.excluded} if td.excluded else {})}
                   for n, td in tasks.items()}}
     metrics["run"] = {"name": recipe.name, "modality": recipe.modality, "strategy": recipe.strategy.kind,
-                      "representation": rep.kind if not rep.init_from else f"init_from {rep.init_from}",
+                      "representation": (f"pretrained {rep.source}" if rep.kind == "pretrained" else
+                                         f"init_from {rep.source}" if rep.source else rep.kind),
                       "wall_time_s": round(time.perf_counter() - t_run, 2), "umsrep_version": umsrep.__version__}
     run.write_json(RunDir.METRICS, metrics)
     run.write_text(RunDir.REPORT, render_markdown(metrics))

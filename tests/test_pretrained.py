@@ -1,0 +1,165 @@
+"""Pretrained encoders: publishing a run's encoder with a card, the registry and CLI, SHA-256 and preprocessing
+checks on load, and reuse in a new recipe (frozen and fine-tuned)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT, TINY_RECIPE
+from umsrep import pretrained
+from umsrep.cli import main
+from umsrep.errors import RecipeError
+from umsrep.recipe import parse_recipe
+
+
+@pytest.fixture(scope="module")
+def registry(tiny_run, tmp_path_factory):
+    """A registry folder holding the tiny run's encoder as ``tiny-cdae``."""
+    root = tmp_path_factory.mktemp("pretrained")
+    assert main(["pretrained", "publish", str(tiny_run), "tiny-cdae", "--dest", str(root)]) == 0
+    return root
+
+
+@pytest.fixture
+def use_registry(registry, monkeypatch):
+    monkeypatch.setenv("UMSREP_PRETRAINED", str(registry))
+    return registry
+
+
+def _recipe(tmp_path, **rep):
+    raw = yaml.safe_load(TINY_RECIPE)
+    raw["representation"] = {"kind": "pretrained", "name": "tiny-cdae", **rep}
+    raw["tasks"] = {"lesion": {**raw["tasks"]["lesion"], "epochs": 2}}
+    raw.pop("derive")
+    raw["output"] = {"html": False}
+    p = tmp_path / "reuse.yaml"
+    p.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return p, raw
+
+
+def test_publish_writes_a_card_that_matches_the_run(tiny_run, registry):
+    folder = registry / "tiny-cdae"
+    card = yaml.safe_load((folder / "card.yaml").read_text())
+    pre = json.loads((tiny_run / "encoder" / "preprocessing.json").read_text())
+    assert card["sha256"] == pretrained.sha256(folder / "encoder.keras")
+    assert card["preprocessing"] == pre
+    assert card["modality"] == "ultrasound" and card["architecture"]["kind"] == "denoising_autoencoder"
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert card["parameters"] == metrics["parameters"]["encoder"]
+    levels = card["denoising"]["levels"]
+    assert set(levels) == {"gaussian_0.1", "speckle_0.2"}
+    assert all(v["psnr_denoised"] > 0 and 0 < v["ssim_denoised"] <= 1 for v in levels.values())
+    # a second publish under the same name is refused, nothing overwritten
+    before = (folder / "card.yaml").read_bytes()
+    assert main(["pretrained", "publish", str(tiny_run), "tiny-cdae", "--dest", str(registry)]) == 2
+    assert (folder / "card.yaml").read_bytes() == before
+
+
+def test_registry_list_and_show(use_registry, capsys):
+    assert pretrained.names() == ["tiny-cdae"]
+    assert main(["pretrained", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-cdae" in out and "ultrasound" in out
+    assert main(["pretrained", "show", "tiny-cdae"]) == 0
+    out = capsys.readouterr().out
+    assert "SHA-256 verified" in out and yaml.safe_load(out.split("\n", 1)[1])["name"] == "tiny-cdae"
+    assert main(["pretrained", "show", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no pretrained encoder 'nope'" in err and "tiny-cdae" in err
+
+
+def test_tampered_weights_are_refused(registry, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    copy = tmp_path / "reg"
+    shutil.copytree(registry, copy)
+    monkeypatch.setenv("UMSREP_PRETRAINED", str(copy))
+    recipe, _ = _recipe(tmp_path)
+    assert main(["validate", str(recipe)]) == 0
+    with open(copy / "tiny-cdae" / "encoder.keras", "ab") as f:
+        f.write(b"\0")
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "SHA-256" in err and "encoder.keras" in err
+    out = tmp_path / "run"
+    assert main(["fit", str(recipe), "--out", str(out)]) == 2
+    assert not (out / "model.keras").exists()
+
+
+def test_preprocessing_mismatch_is_refused_unless_allowed(use_registry, tmp_path, capsys):
+    recipe, _ = _recipe(tmp_path)
+    assert main(["validate", str(recipe), "--set", "modality=cxr"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "modality 'ultrasound' (recipe: 'cxr')" in err
+    assert main(["validate", str(recipe), "--set", "data.image_size=48"]) == 2
+    assert "image_size [32, 32] (recipe: [48, 48])" in capsys.readouterr().err
+    assert main(["validate", str(recipe), "--set", "modality=cxr",
+                 "--set", "representation.allow_mismatch=true"]) == 0
+    assert "warning:" in capsys.readouterr().err
+
+
+def test_pretrained_schema_errors():
+    base = yaml.safe_load(TINY_RECIPE)
+    base.pop("derive")
+
+    def refused(rep=None, **top):
+        raw = {**base, **top, "representation": rep or base["representation"]}
+        with pytest.raises(RecipeError) as e:
+            parse_recipe(raw, "r.yaml")
+        return str(e.value)
+
+    assert "needs `name`" in refused({"kind": "pretrained"})
+    assert "`name` is for kind: pretrained" in refused({**base["representation"], "name": "us-cdae"})
+    assert "each head" in refused({"kind": "pretrained", "name": "x", "trainable": True})  # two tasks, independent
+    assert "only the independent" in refused({"kind": "pretrained", "name": "x", "trainable": False},
+                                             strategy={"kind": "joint"})
+    assert "bench/reuse.py" in refused({"kind": "pretrained", "name": "x"}, baseline=True)
+
+
+@pytest.mark.parametrize("trainable", [False, True])
+def test_reuse_frozen_and_fine_tuned(use_registry, tiny_run, tmp_path, trainable):
+    """The tiny end-to-end reuse run: a new recipe starts from the published encoder; frozen leaves its weights
+    exactly as shipped, fine-tuning changes them."""
+    import keras
+
+    from umsrep.models.encoder_io import load_encoder
+
+    recipe, _ = _recipe(tmp_path, trainable=trainable)
+    out = tmp_path / "run"
+    assert main(["fit", str(recipe), "--out", str(out), "--set", "data.split.train_fraction=0.5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["run"]["representation"] == "pretrained tiny-cdae"
+    assert "representation" not in metrics["stages"]  # loaded, not trained
+    assert 0 <= metrics["tasks"]["lesion"]["test"]["dice"] <= 1
+    half = next(iter(json.loads((out / "splits.json").read_text())["sources"].values()))
+    full = next(iter(json.loads((tiny_run / "splits.json").read_text())["sources"].values()))
+    assert abs(len(half["train"]) - len(full["train"]) / 2) <= 2 and set(half["train"]) < set(full["train"])
+    assert half["val"] == full["val"] and half["test"] == full["test"]  # same data, seed and split as tiny_run
+    shipped, _ = load_encoder(use_registry / "tiny-cdae")
+    model = keras.models.load_model(out / "model.keras")
+    trained = model.get_layer("encoder")
+    same = [np.array_equal(a, b) for a, b in zip(shipped.get_weights(), trained.get_weights())]
+    assert all(same) is (not trainable)
+
+
+def test_shipped_encoders_verify_and_load():
+    """Every encoder in pretrained/ has a complete card, its weights match the SHA-256 and it loads."""
+    from umsrep.models.encoder_io import load_encoder
+
+    root = REPO_ROOT / "pretrained"
+    names = sorted(p.name for p in root.iterdir() if (p / "card.yaml").is_file())
+    if not names:
+        pytest.skip("no encoders shipped in pretrained/")
+    for n in names:
+        card = pretrained.verify(root / n)
+        for key in ("modality", "architecture", "training", "denoising", "parameters", "umsrep_version"):
+            assert key in card, f"{n}: card lacks {key}"
+        assert card["training"]["license"]
+        enc, pre = load_encoder(root / n)
+        assert enc.count_params() == card["parameters"]
+        assert tuple(enc.input_shape[1:]) == (*pre["image_size"], pre["channels"])
+        assert (root / n / "encoder.keras").stat().st_size < 8 * 2 ** 20  # "a few MB"

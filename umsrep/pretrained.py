@@ -1,0 +1,196 @@
+"""Shipped (and user-published) pretrained UMS-Rep encoders: the registry, model cards and their verification.
+
+A pretrained encoder is a folder holding ``encoder.keras`` and ``card.yaml``. The card says what the encoder
+expects (``preprocessing``: modality, image size, channels, normalisation and its statistics, value range,
+encoder kind), how it was made (training data and licence, the recipe, the run's denoising PSNR/SSIM per noise
+level, parameters, umsrep version) and the SHA-256 of ``encoder.keras``; loading recomputes the hash and refuses
+a changed file. The shipped encoders live in ``pretrained/`` at the repository root (``UMSREP_PRETRAINED``
+overrides the folder); a recipe names one with ``representation: {kind: pretrained, name: us-cdae}`` or gives
+the path of any encoder folder. ``umsrep pretrained publish RUN NAME`` turns a finished run into such a folder.
+
+Cheap to import: no TensorFlow (``umsrep pretrained list`` and recipe validation use it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+
+from umsrep.errors import RecipeError, RunDirError
+
+CARD_FILE, ENCODER_FILE = "card.yaml", "encoder.keras"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+CARD_VERSION = 1
+
+
+def pretrained_root() -> Path:
+    """The registry folder: ``$UMSREP_PRETRAINED`` or ``pretrained/`` next to the package."""
+    env = os.environ.get("UMSREP_PRETRAINED")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def names() -> List[str]:
+    root = pretrained_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / CARD_FILE).is_file())
+
+
+def resolve(ref: str, where: str = "representation.name") -> Path:
+    """A registry name or an encoder-folder path -> the folder (must hold a card)."""
+    root = pretrained_root()
+    if NAME_RE.match(ref) and (root / ref / CARD_FILE).is_file():
+        return root / ref
+    p = Path(ref)
+    if (p / CARD_FILE).is_file():
+        return p
+    if p.exists():
+        raise RecipeError(f"{where}: {p} holds no {CARD_FILE} (a pretrained encoder folder has {ENCODER_FILE} + "
+                          f"{CARD_FILE}; make one from a run with `umsrep pretrained publish RUN NAME`)")
+    shipped = ", ".join(names()) or "none"
+    raise RecipeError(f"{where}: no pretrained encoder {ref!r} (shipped: {shipped}; or give an encoder folder path)")
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_card(folder) -> Dict:
+    path = Path(folder) / CARD_FILE
+    try:
+        card = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    missing = [k for k in ("name", "sha256", "preprocessing") if not isinstance(card, dict) or k not in card]
+    if missing:
+        raise RecipeError(f"{path}: card lacks {missing[0]!r}")
+    return card
+
+
+def verify(folder) -> Dict:
+    """Read the card and check ``encoder.keras`` against its SHA-256; returns the card."""
+    folder = Path(folder)
+    card = read_card(folder)
+    weights = folder / ENCODER_FILE
+    if not weights.is_file():
+        raise RecipeError(f"{weights}: missing (the card {folder / CARD_FILE} describes it)")
+    got = sha256(weights)
+    if got != card["sha256"]:
+        raise RecipeError(f"{weights}: SHA-256 {got[:12]}… does not match {CARD_FILE} ({str(card['sha256'])[:12]}…); "
+                          f"the file was changed or corrupted — restore it or re-publish the encoder")
+    return card
+
+
+# -- publishing a run's encoder ---------------------------------------------------------------------------------
+def _source_license(root) -> str:
+    """The license line(s) of the data folder's SOURCE.md, as stated there."""
+    src = Path(root) / "SOURCE.md" if root else None
+    if not src or not src.is_file():
+        return "not stated (no SOURCE.md beside the data)"
+    lines, keep = [], False
+    for ln in src.read_text(encoding="utf-8").splitlines():
+        if "license" in ln.lower():
+            keep = True
+        elif not (keep and ln.startswith("  ") and not ln.lstrip().startswith("-")):
+            keep = False  # a license entry runs on over its indented continuation lines
+        if keep:
+            lines.append(ln.replace("*", "").strip().lstrip("- "))
+    return " ".join(lines)[:600] or "not stated in SOURCE.md"
+
+
+def _denoising(metrics: Dict) -> Dict:
+    den = metrics.get("tasks", {}).get("denoise", {})
+    split = "test" if "test" in den else "val"
+    out = {}
+    for level, v in den.get(split, {}).items():
+        if isinstance(v, dict) and "noisy" in v:
+            out[level] = {f"{k}_{side}": round(float(v[side][k]), 4) for side in ("noisy", "denoised")
+                          for k in ("psnr", "ssim")}
+    return {"split": split, "levels": out} if out else {}
+
+
+def _data_name(root) -> str:
+    """The data folder as a recipe would write it (``${UMSREP_DATA}/<set>`` for the shared data)."""
+    from umsrep.paths import data_root
+
+    if not root:
+        return "synthetic"
+    try:
+        return "${UMSREP_DATA}/" + Path(root).resolve().relative_to(data_root().resolve()).as_posix()
+    except ValueError:
+        return str(root)
+
+
+def _images(metrics: Dict) -> Dict:
+    first = next(iter(metrics.get("data", {}).get("sources", {}).values()), {})
+    return {**{k: first[k] for k in ("images", "train", "val", "test") if k in first},
+            "encoder_trained_on": "train split"}
+
+
+def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
+    """Copy ``<run>/encoder`` into ``<dest>/<name>`` with a card (refuses an existing destination)."""
+    from umsrep import __version__
+    from umsrep.recipe import load_recipe
+
+    if not NAME_RE.match(name):
+        raise RunDirError(f"pretrained name {name!r}: use lower-case letters, digits, '.', '_' or '-'")
+    run = Path(run_dir)
+    enc = run / "encoder"
+    for f in (enc / ENCODER_FILE, enc / "preprocessing.json", run / "metrics.json", run / "recipe.yaml"):
+        if not f.is_file():
+            raise RunDirError(f"{f}: missing — publish needs a finished run (encoder, metrics.json, recipe.yaml)")
+    out = Path(dest or pretrained_root()) / name
+    if out.exists():
+        raise RunDirError(f"{out}: already exists (remove it or choose another name)")
+    recipe = load_recipe(run / "recipe.yaml")
+    metrics = json.loads((run / "metrics.json").read_text())
+    pre = json.loads((enc / "preprocessing.json").read_text())
+    pre.pop("init_from", None)
+    stage = metrics.get("stages", {}).get("representation", {})
+    rep = recipe.representation
+    card = {
+        "card_version": CARD_VERSION, "name": name,
+        "description": description or f"UMS-Rep {rep.kind} encoder for {recipe.modality}, trained by recipe "
+                                      f"{recipe.name!r} ({rep.training})",
+        "modality": recipe.modality,
+        "preprocessing": pre,
+        "architecture": {"kind": rep.kind, "filters": rep.filters, "kernel_size": rep.kernel_size,
+                         **({"dilation": rep.dilation} if rep.kind == "supervised" else {})},
+        "training": {"how": rep.training, "task": stage.get("task"),
+                     "data": _data_name(recipe.data.root), "images": _images(metrics),
+                     "license": _source_license(recipe.data.root),
+                     "recipe": recipe.name, "epochs_run": stage.get("epochs_run"),
+                     "best_epoch": stage.get("best_epoch"), "wall_time_s": stage.get("wall_time_s")},
+        "denoising": _denoising(metrics),
+        "parameters": None, "sha256": None, "size_bytes": None, "umsrep_version": __version__,
+    }
+    out.mkdir(parents=True)
+    try:
+        shutil.copy2(enc / ENCODER_FILE, out / ENCODER_FILE)
+        card["sha256"] = sha256(out / ENCODER_FILE)
+        card["size_bytes"] = (out / ENCODER_FILE).stat().st_size
+        card["parameters"] = _count_params(out / ENCODER_FILE)
+        (out / CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    return out
+
+
+def _count_params(path) -> int:
+    import keras
+
+    import umsrep.models.layers  # noqa: F401  (register custom layers)
+
+    return int(keras.models.load_model(path, compile=False).count_params())
