@@ -62,11 +62,17 @@ def _key(cfg: DataConfig) -> str:
 def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
     root = cfg.root
     if cfg.synthetic is not None:
-        from umsrep.data.synthetic import make_ultrasound_dataset
-
         s = cfg.synthetic
-        root = str(make_ultrasound_dataset(Path(workdir) / "data", n=s.n, size=s.size, seed=s.seed,
-                                           per_patient=s.per_patient))
+        if s.kind == "doppler":
+            from umsrep.data.doppler import make_doppler_dataset
+
+            root = str(make_doppler_dataset(Path(workdir) / "doppler_data", n=s.n, size=s.size, seed=s.seed,
+                                            low_quality=s.low_quality))
+        else:
+            from umsrep.data.synthetic import make_ultrasound_dataset
+
+            root = str(make_ultrasound_dataset(Path(workdir) / "data", n=s.n, size=s.size, seed=s.seed,
+                                               per_patient=s.per_patient))
         log(f"synthetic {s.kind} data set: {s.n} images at {s.size}x{s.size} in {root}")
     if not Path(root).is_dir():
         raise DataError(f"{root}: data folder not found (data.root; set UMSREP_DATA for the shared data)")
@@ -76,7 +82,8 @@ def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
     has_labels = any(lab is not None for lab in data.labels)
     split = split_indices(len(data), labels=data.labels if has_labels else None,
                           groups=data.groups if cfg.group_by else None, test=cfg.split.test, val=cfg.split.val,
-                          seed=seed, folds=cfg.split.folds, fold=cfg.split.fold or 0)
+                          seed=seed, folds=cfg.split.folds, fold=cfg.split.fold or 0,
+                          train_fraction=cfg.split.train_fraction)
     log(f"data {root}: {len(data)} images (train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])}), {len(data.skipped)} skipped")
     return Source(_key(cfg), cfg, data, split)
