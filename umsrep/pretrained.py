@@ -132,6 +132,10 @@ def _data_name(root) -> str:
         return str(root)
 
 
+def _scalars(d: Dict) -> Dict:
+    return {k: round(float(v), 4) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def _images(metrics: Dict) -> Dict:
     first = next(iter(metrics.get("data", {}).get("sources", {}).values()), {})
     return {**{k: first[k] for k in ("images", "train", "val", "test") if k in first},
@@ -173,6 +177,8 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
                      "recipe": recipe.name, "epochs_run": stage.get("epochs_run"),
                      "best_epoch": stage.get("best_epoch"), "wall_time_s": stage.get("wall_time_s")},
         "denoising": _denoising(metrics),
+        **({"supervised_task_test": _scalars(metrics["tasks"].get(stage.get("task"), {}).get("test", {}))}
+           if rep.training == "supervised" else {}),
         "parameters": None, "sha256": None, "size_bytes": None, "umsrep_version": __version__,
     }
     out.mkdir(parents=True)
