@@ -123,6 +123,32 @@ def test_joint_updates_encoder_and_every_head(method):
     assert last["loss"] == pytest.approx(last["weighted_loss/seg"] + last["weighted_loss/cls"])
 
 
+@pytest.mark.parametrize("method", ["fixed", "pcgrad"])
+def test_joint_shared_batches_match_per_task_batches(method):
+    """Tasks labelled on the same images: one shared batch per step (encoder run once) gives the same losses and
+    the same weight updates as a batch per task when those batches hold the same images (BatchNorm's moving
+    statistics aside, which the per-task path updates once per task)."""
+    runs = {}
+    for shared_mode in (False, True):
+        enc, heads, data, cfgs = _toy()
+        streams = [_stream("seg", enc, heads, data, cfgs), _stream("cls", enc, heads, data, cfgs)]
+        model = attach(enc, heads)
+        x = data["seg"][0]
+        shared = pipeline.train_dataset(x, {"seg": data["seg"][1], "cls": data["cls"][1]}, batch_size=8,
+                                        seed=0) if shared_mode else None
+        tr = Joint("joint", streams, enc.trainable_variables, keras.optimizers.SGD(0.1),
+                   make_weighting(WeightingConfig(method=method), ["seg", "cls"]), model, shared_batches=shared)
+        logs = tr.train_epoch()
+        moving = {v.path for v in model.non_trainable_variables}
+        runs[shared_mode] = (logs, {v.path: v.numpy() for v in model.variables if v.path not in moving}, tr)
+    (a, wa, ta), (b, wb, tb) = runs[False], runs[True]
+    assert tb.consumed["__shared__"] == 2 and tb.consumed["seg"] == 0 and ta.consumed["seg"] == 2
+    for t in ("seg", "cls"):
+        assert b[f"loss/{t}"] == pytest.approx(a[f"loss/{t}"], rel=1e-5)
+    for k in wa:
+        np.testing.assert_allclose(wb[k], wa[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
 def test_fixed_weights_come_from_the_recipe():
     w = make_weighting(WeightingConfig(method="fixed", weights={"seg": 20.0}), ["seg", "cls"])
     assert w.state() == {"seg": 20.0, "cls": 1.0}

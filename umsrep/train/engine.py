@@ -298,11 +298,23 @@ class Alternating(Trainer):
         return logs
 
 
-class Joint(Trainer):
-    """One batch of every task per step; one optimizer over encoder + heads (+ the weighting's variables)."""
+SHARED = "__shared__"  # the consumed-batches key of Joint's shared-batch stream
 
-    def __init__(self, name, streams, shared_variables, optimizer, weighting, model, strategy=None):
+
+class Joint(Trainer):
+    """One batch of every task per step; one optimizer over encoder + heads (+ the weighting's variables).
+
+    With ``shared_batches`` (a dataset of ``(x, {task: y})``, for tasks labelled on the same images) each step
+    draws one batch for all tasks and runs the shared encoder once through ``model`` (image -> {task: output});
+    otherwise each task draws its own batch and the encoder runs once per task."""
+
+    def __init__(self, name, streams, shared_variables, optimizer, weighting, model, strategy=None,
+                 shared_batches=None):
         super().__init__(name, streams, model, strategy)
+        self.shared_batches = shared_batches
+        if shared_batches is not None:
+            self._train_iters[SHARED] = iter(self._dist(shared_batches))
+            self.consumed[SHARED] = 0
         self.shared = _unique(shared_variables)
         self.task_vars = {s.name: _unique(s.head_variables) for s in streams}
         self.weighting = weighting
@@ -332,15 +344,27 @@ class Joint(Trainer):
 
     def set_state(self, state):
         super().set_state(state)
+        if self.shared_batches is not None:
+            self._train_iters[SHARED] = iter(self._dist(self.shared_batches.skip(self.consumed.get(SHARED, 0))))
         self.weighting.set_state(state["weighting"])
 
     def _make_step(self):
         streams, w, opt, replicas = self.streams, self.weighting, self.optimizer, self.replicas
         shared, task_vars, extra, variables = self.shared, self.task_vars, w.trainable_variables, self._all
+        model, one_batch = self.model, self.shared_batches is not None
+
+        def task_losses(batches):
+            if not one_batch:
+                return [_scaled_loss(s, x, y, replicas) for s, (x, y) in zip(streams, batches)]
+            x, ys = batches
+            outs = model(x, training=True)   # the encoder once, every head on its features
+            extra_loss = tf.add_n([tf.cast(v, tf.float32) for v in model.losses]) if model.losses else 0.0
+            return [(tf.cast(s.loss_fn(ys[s.name], outs[s.name]), tf.float32) + extra_loss) / replicas
+                    for s in streams]
 
         def replica(batches):
             with tf.GradientTape(persistent=w.per_task_gradients) as tape:
-                losses = [_scaled_loss(s, x, y, replicas) for s, (x, y) in zip(streams, batches)]
+                losses = task_losses(batches)
                 objective = w.objective(tf.stack(losses))
             grads = w.gradients(tape, losses, objective, shared, task_vars, extra)
             del tape
@@ -357,7 +381,9 @@ class Joint(Trainer):
         n = self.steps_per_epoch()
         total = np.zeros(len(self.streams))
         for _ in range(n):
-            total += self._step(tuple(self.next_batch(s.name) for s in self.streams)).numpy()
+            batches = (self.next_batch(SHARED) if self.shared_batches is not None
+                       else tuple(self.next_batch(s.name) for s in self.streams))
+            total += self._step(batches).numpy()
         raw = total / n
         weights = self.weighting.state()
         logs = {f"loss/{s.name}": float(raw[i]) for i, s in enumerate(self.streams)}

@@ -172,14 +172,30 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
         log(f"alternating schedule (task, batches per turn): {trainer.schedule}")
     else:
         weighting = make_weighting(st.weighting, [s.name for s in streams])
+        shared = _shared_batches(recipe, tasks, [s.name for s in streams])
         trainer = Joint(kind, streams, encoder.trainable_variables, make_optimizer(st.optimizer), weighting, model,
-                        strategy=strategy)
-        log(f"joint training, weighting {st.weighting.method!r}")
+                        strategy=strategy, shared_batches=shared)
+        log(f"joint training, weighting {st.weighting.method!r}"
+            + (", one batch of shared images for all tasks per step" if shared is not None else
+               ", one batch per task per step (tasks labelled on different images)"))
     res = run_stage(trainer, st, log=log, log_dir=stage_log(kind), checkpoints=ckpt)
     stages[kind] = {**res.to_dict(), "tasks": [s.name for s in streams],
                     "parameters": {"trainable": res.trainable_params, "total": int(model.count_params())}}
     if kind == "alternating":
         stages[kind]["schedule"] = [list(x) for x in trainer.schedule]
+
+
+def _shared_batches(recipe, tasks, names):
+    """Joint training's one-batch-for-all-tasks stream, when every task is labelled on the same training images
+    with the same batch size (else None: a batch per task)."""
+    first = tasks[names[0]]
+    same = all(tasks[n].source is first.source and np.array_equal(tasks[n].index["train"], first.index["train"])
+               and recipe.tasks[n].batch_size == recipe.tasks[names[0]].batch_size for n in names[1:])
+    if len(names) < 2 or not same:
+        return None
+    x_tr = first.arrays("train")[0]
+    ys = {n: tasks[n].arrays("train")[1] for n in names}
+    return pipeline.train_dataset(x_tr, ys, batch_size=recipe.tasks[names[0]].batch_size, seed=recipe.seed + 7)
 
 
 def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
