@@ -163,3 +163,16 @@ def test_shipped_encoders_verify_and_load():
         assert enc.count_params() == card["parameters"]
         assert tuple(enc.input_shape[1:]) == (*pre["image_size"], pre["channels"])
         assert (root / n / "encoder.keras").stat().st_size < 8 * 2 ** 20  # "a few MB"
+
+
+def test_shipped_recipes_find_their_pretrained_encoders(monkeypatch, capsys):
+    """Every shipped recipe with kind: pretrained names a shipped encoder whose card matches the recipe (the
+    check `umsrep validate` and `fit` run before anything is written)."""
+    monkeypatch.delenv("UMSREP_PRETRAINED", raising=False)
+    found = []
+    for f in sorted((REPO_ROOT / "recipes").rglob("*.yaml")):
+        rep = yaml.safe_load(f.read_text()).get("representation") or {}
+        if rep.get("kind") == "pretrained":
+            assert main(["validate", str(f)]) == 0, capsys.readouterr().err
+            found.append(rep["name"])
+    assert {"cxr-cdae", "us-cdae", "cmr-cdae"} <= set(found)
