@@ -1,15 +1,30 @@
-"""Training throughput of umsrep's engine vs a plain Keras `fit` of the same model, and the fraction of the
-machine's GEMM peak it achieves.
+"""Training throughput of umsrep's engine vs a plain Keras `fit` and vs the same network in PyTorch (eager, CPU),
+float32 and each framework's fastest setting, and the fraction of the machine's GEMM peak achieved.
 
     python bench/train_throughput.py [--size 256] [--batch 16] [--steps 10] [--repeats 3]
+                                     [--only dae seg mmanet] [--precisions fp32 bf16] [--no-torch]
 
-Models (random weights; speed does not depend on them): the denoising autoencoder (encoder + decoder, ~787k
-parameters), the segmentation head trained on a frozen shared encoder (the `independent` stage), and MMA-Net
-(seg + cls, trained jointly) at the recipe widths. For each: images/s of (a) umsrep's engine (`SingleTask` /
-`Joint`, its `tf.function` step through `strategy.run`) and (b) `model.fit` with the same optimizer, loss and
-tf.data stream, interleaved (a, b, a, b, ...) and the median of the repeats reported; achieved GFLOP/s =
-images/s × 3 × forward FLOPs (forward + backward ≈ 3× forward), as a fraction of bench/results/peak.json.
-PyTorch is not part of this benchmark yet. Writes bench/results/train_throughput.json.
+Models (random weights and data; speed does not depend on them): the denoising autoencoder (encoder + decoder,
+~787k parameters), the segmentation head trained on a frozen shared encoder (the `independent` stage, as
+`umsrep fit` runs it: encoder not trainable, its BatchNorm in inference mode), and MMA-Net (seg + cls, trained
+jointly) at the recipe widths. Cases per model, all built fresh, warmed up once, then timed interleaved in one
+loop (a, b, c, ..., a, b, c, ...) and the median of the repeats reported:
+
+- ``umsrep``: umsrep's engine (`SingleTask` / `Joint`, its `tf.function` step through `strategy.run`);
+- ``keras_fit``: `model.fit` with the same optimizer (Adam, lr 1e-4), loss and tf.data stream;
+- ``torch_fp32_nchw`` / ``torch_fp32_channels_last`` / ``torch_bf16_channels_last``: the identical network in
+  PyTorch eager (bench/torch_models.py; parameter counts checked equal to the Keras model's, and for the
+  autoencoder its outputs checked equal with the Keras weights copied in), same loss, Adam lr 1e-4, batch and
+  random data; bf16 = `torch.autocast("cpu", torch.bfloat16)`, loss in float32. Not for MMA-Net (no twin);
+- with ``bf16`` in --precisions: ``umsrep_bf16`` and ``keras_fit_bf16``, the models built under
+  `keras.mixed_precision.set_global_policy("mixed_bfloat16")` (reset to float32 afterwards).
+
+Achieved GFLOP/s = images/s x 3 x forward FLOPs (forward + backward ~ 3x forward; overstated for the frozen
+encoder, which has no backward), as a fraction of bench/results/peak.json's float32 GEMM peak and, for every
+case, of its bfloat16 GEMM peak too. Comparisons: float32 vs float32 (umsrep / Keras fit, umsrep / PyTorch
+NCHW and channels-last), bf16 vs bf16, and each framework's best case vs the other's. Writes
+bench/results/train_throughput.json (the top-level per-model keys keep their float32 meaning; `cases` and
+`ratios` hold the rest). Where the time goes in one step: bench/profile_step.py.
 """
 
 from __future__ import annotations
@@ -19,7 +34,22 @@ import json
 import statistics
 import time
 
-from _common import RESULTS, save
+from _common import RESULTS, machine, save
+
+MODELS = ("dae", "seg", "mmanet")
+NAMES = {"dae": "denoising_autoencoder", "seg": "segmentation_head_frozen_encoder", "mmanet": "mmanet_joint"}
+POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16"}
+TORCH_CASES = {"torch_fp32_nchw": (False, False), "torch_fp32_channels_last": (False, True),
+               "torch_bf16_channels_last": (True, True)}   # name -> (bf16 autocast, channels_last)
+
+
+def _load_torch():
+    try:
+        import torch_models   # imports torch
+    except ImportError as e:
+        print(f"PyTorch not importable ({e}): the PyTorch cases are skipped (pip install torch, or .[bench])")
+        return None
+    return torch_models
 
 
 def main():
@@ -28,6 +58,12 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS), help="models to time")
+    ap.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"],
+                    help="Keras dtype policies to time (PyTorch: fp32 runs NCHW and channels-last, bf16 autocast)")
+    ap.add_argument("--no-torch", action="store_true", help="TensorFlow cases only")
+    ap.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: PyTorch's own choice)")
+    ap.add_argument("--out", help="write the JSON here instead of bench/results/train_throughput.json (smoke runs)")
     a = ap.parse_args()
 
     import keras
@@ -37,19 +73,29 @@ def main():
     from umsrep.models.encoders import ENCODERS
     from umsrep.models.flops import count_flops
     from umsrep.models.heads import HEADS, attach, attach_one, pyramid_spec
-    from umsrep.models.losses import build_loss, LOSSES
+    from umsrep.models.losses import LOSSES, build_loss
     from umsrep.recipe import LossConfig, OptimizerConfig, WeightingConfig
     from umsrep.train.engine import Joint, SingleTask, TaskStream, make_optimizer
     from umsrep.train.weighting import make_weighting
 
-    size, bs = a.size, a.batch
+    tm = None if a.no_torch else _load_torch()
+    if tm is not None:
+        import torch
+
+        if a.torch_threads:
+            torch.set_num_threads(a.torch_threads)
+        print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; TensorFlow {tf.__version__}, "
+              f"Keras {keras.__version__}")
+    size, bs, steps = a.size, a.batch, a.steps
+    n_pool = bs * max(1, -(-64 // bs))          # >= 64 images, a whole number of batches
     rng = np.random.default_rng(0)
-    x = rng.random((64, size, size, 1)).astype(np.float32)
-    mask = (rng.random((64, size, size)) > 0.7).astype(np.int32)
-    label = rng.integers(0, 3, 64).astype(np.int32)
-    peak = None
+    x = rng.random((n_pool, size, size, 1)).astype(np.float32)
+    mask = (rng.random((n_pool, size, size)) > 0.7).astype(np.int32)
+    label = rng.integers(0, 3, n_pool).astype(np.int32)
+    peak = peak_bf16 = None
     if (RESULTS / "peak.json").is_file():
-        peak = json.loads((RESULTS / "peak.json").read_text())["peak_fp32_gflops"]
+        pk = json.loads((RESULTS / "peak.json").read_text())
+        peak, peak_bf16 = pk.get("peak_fp32_gflops"), pk.get("tensorflow_bf16_gflops")
 
     def ds(y):
         return tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(bs).prefetch(tf.data.AUTOTUNE)
@@ -57,80 +103,269 @@ def main():
     def opt():
         return make_optimizer(OptimizerConfig(name="adam", learning_rate=1e-4))
 
-    results = {}
+    def fit_runner(model, loss, kds):
+        model.compile(optimizer=opt(), loss=loss)
+        return lambda: model.fit(kds, steps_per_epoch=steps, epochs=1, verbose=0)
 
-    def bench(name, model, engine_step, keras_model, keras_loss, kds):
-        """Interleaved timing of ``engine_step`` and ``keras_model.fit`` on ``kds``; FLOPs from ``model``."""
-        keras_model.compile(optimizer=opt(), loss=keras_loss)
-        engine_step()
-        keras_model.fit(kds, steps_per_epoch=a.steps, epochs=1, verbose=0)
-        eng, ker = [], []
-        for _ in range(a.repeats):
-            t0 = time.perf_counter()
-            engine_step()
-            eng.append(a.steps * bs / (time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            keras_model.fit(kds, steps_per_epoch=a.steps, epochs=1, verbose=0)
-            ker.append(a.steps * bs / (time.perf_counter() - t0))
-        flops = count_flops(model)
-        e, k = statistics.median(eng), statistics.median(ker)
-        r = {"parameters": int(model.count_params()), "forward_gflops_per_image": flops / 1e9,
-             "umsrep_images_per_s": e, "keras_fit_images_per_s": k, "umsrep_over_keras_fit": e / k,
-             "umsrep_achieved_gflops": e * 3 * flops / 1e9}
-        if peak:
-            r["umsrep_fraction_of_peak"] = r["umsrep_achieved_gflops"] / peak
-        results[name] = r
-        print(name, {kk: round(v, 3) if isinstance(v, float) else v for kk, v in r.items()})
+    # ---------------------------------------------------------------------------------------- model builders
+    def build_dae():
+        enc = ENCODERS.get("denoising_autoencoder")((size, size, 1))
+        head = HEADS.get("denoise")(pyramid_spec(enc), (size, size), channels=1)
+        return enc, head, attach_one(enc, head)
 
-    # 1. denoising autoencoder
-    enc = ENCODERS.get("denoising_autoencoder")((size, size, 1))
-    dae = attach_one(enc, HEADS.get("denoise")(pyramid_spec(enc), (size, size), channels=1))
-    mse = LOSSES.get("mse")()
-    st = SingleTask("dae", TaskStream("dae", dae, mse, ds(x), a.steps), dae.trainable_variables, opt())
-    dae_k = keras.models.clone_model(dae)
-    bench("denoising_autoencoder", dae, st.train_epoch, dae_k, "mse", ds(x))
-
-    # 2. segmentation head on the frozen shared encoder (independent strategy)
-    seg_head = HEADS.get("segmentation")(pyramid_spec(enc), (size, size), name="lesion", n_classes=1)
-    seg = attach_one(enc, seg_head)
     seg_loss = build_loss("segmentation", LossConfig())
 
     def keras_seg_loss(y_true, y_pred):  # Keras fit gets (N, H, W, 1) masks so it does not squeeze y_pred
         return seg_loss(tf.squeeze(tf.cast(y_true, tf.int32), -1), y_pred)
 
-    st = SingleTask("lesion", TaskStream("lesion", seg, seg_loss, ds(mask), a.steps), seg_head.trainable_variables,
-                    opt())
-    enc2 = keras.models.clone_model(enc)
-    enc2.trainable = False
-    seg_k = attach_one(enc2, keras.models.clone_model(seg_head))
-    bench("segmentation_head_frozen_encoder", seg, st.train_epoch, seg_k, keras_seg_loss, ds(mask[..., None]))
+    def build_seg():
+        enc = build_dae()[0]
+        enc.trainable = False             # as `umsrep fit` does for the independent strategy
+        head = HEADS.get("segmentation")(pyramid_spec(enc), (size, size), name="lesion", n_classes=1)
+        return enc, head, attach_one(enc, head)
 
-    # 3. MMA-Net, joint (lesion + diagnosis)
-    from umsrep.recipe import parse_recipe
-    from umsrep.train.fit import build_encoder, build_head
+    def dae_umsrep():
+        _, _, dae = build_dae()
+        st = SingleTask("dae", TaskStream("dae", dae, LOSSES.get("mse")(), ds(x), steps), dae.trainable_variables,
+                        opt())
+        return st.train_epoch, dae
 
-    r = parse_recipe({"name": "b", "modality": "us", "data": {"synthetic": {"n": 24}, "image_size": size},
-                      "representation": {"kind": "mmanet", "filters": [8, 16, 32, 64, 128]},
-                      "strategy": {"kind": "joint"},
-                      "tasks": {"lesion": {"type": "segmentation", "classes": ["lesion"]},
-                                "diagnosis": {"type": "classification", "classes": ["a", "b", "c"],
-                                              "head": {"units": 64}}}})
-    menc = build_encoder(r, 0.0, 1.0)
-    heads = {n: build_head(n, t, pyramid_spec(menc), (size, size), "mmanet") for n, t in r.tasks.items()}
-    full = attach(menc, heads)
-    streams = [TaskStream("lesion", attach_one(menc, heads["lesion"]), seg_loss, ds(mask), a.steps,
-                          head_variables=heads["lesion"].trainable_variables),
-               TaskStream("diagnosis", attach_one(menc, heads["diagnosis"]), build_loss("classification", LossConfig()),
-                          ds(label), a.steps, head_variables=heads["diagnosis"].trainable_variables)]
-    w = make_weighting(WeightingConfig(), ["lesion", "diagnosis"])
-    jt = Joint("joint", streams, menc.trainable_variables, opt(), w, full)
-    full_k = keras.models.clone_model(full)
-    multi_y = tf.data.Dataset.from_tensor_slices((x, {"lesion": mask[..., None], "diagnosis": label}))
-    bench("mmanet_joint", full, jt.train_epoch, full_k,
-          {"lesion": keras_seg_loss, "diagnosis": "sparse_categorical_crossentropy"},
-          multi_y.repeat().batch(bs).prefetch(tf.data.AUTOTUNE))
-    save("train_throughput", {"size": size, "batch": bs, "steps": a.steps, "repeats": a.repeats, "peak_gflops": peak,
-                              "models": results})
+    def dae_fit():
+        dae = build_dae()[2]
+        return fit_runner(dae, "mse", ds(x)), dae
+
+    def seg_umsrep():
+        _, head, seg = build_seg()
+        st = SingleTask("lesion", TaskStream("lesion", seg, seg_loss, ds(mask), steps), head.trainable_variables,
+                        opt())
+        return st.train_epoch, seg
+
+    def seg_fit():
+        seg = build_seg()[2]
+        return fit_runner(seg, keras_seg_loss, ds(mask[..., None])), seg
+
+    def build_mmanet():
+        from umsrep.recipe import parse_recipe
+        from umsrep.train.fit import build_encoder, build_head
+
+        r = parse_recipe({"name": "b", "modality": "us", "data": {"synthetic": {"n": 24}, "image_size": size},
+                          "representation": {"kind": "mmanet", "filters": [8, 16, 32, 64, 128]},
+                          "strategy": {"kind": "joint"},
+                          "tasks": {"lesion": {"type": "segmentation", "classes": ["lesion"]},
+                                    "diagnosis": {"type": "classification", "classes": ["a", "b", "c"],
+                                                  "head": {"units": 64}}}})
+        menc = build_encoder(r, 0.0, 1.0)
+        heads = {n: build_head(n, t, pyramid_spec(menc), (size, size), "mmanet") for n, t in r.tasks.items()}
+        return menc, heads, attach(menc, heads)
+
+    def mma_umsrep():
+        menc, heads, full = build_mmanet()
+        streams = [TaskStream("lesion", attach_one(menc, heads["lesion"]), seg_loss, ds(mask), steps,
+                              head_variables=heads["lesion"].trainable_variables),
+                   TaskStream("diagnosis", attach_one(menc, heads["diagnosis"]),
+                              build_loss("classification", LossConfig()), ds(label), steps,
+                              head_variables=heads["diagnosis"].trainable_variables)]
+        w = make_weighting(WeightingConfig(), ["lesion", "diagnosis"])
+        # both tasks are labelled on the same images: `umsrep fit` gives Joint one shared batch per step
+        shared = tf.data.Dataset.from_tensor_slices((x, {"lesion": mask, "diagnosis": label}))
+        shared = shared.repeat().batch(bs).prefetch(tf.data.AUTOTUNE)
+        return Joint("joint", streams, menc.trainable_variables, opt(), w, full,
+                     shared_batches=shared).train_epoch, full
+
+    def mma_fit():
+        full = build_mmanet()[2]
+        multi_y = tf.data.Dataset.from_tensor_slices((x, {"lesion": mask[..., None], "diagnosis": label}))
+        kds = multi_y.repeat().batch(bs).prefetch(tf.data.AUTOTUNE)
+        return fit_runner(full, {"lesion": keras_seg_loss, "diagnosis": "sparse_categorical_crossentropy"},
+                          kds), full
+
+    # ---------------------------------------------------------------------------------------- PyTorch cases
+    def torch_runner(make_module, loss_fn, y_nchw, bf16, channels_last):
+        torch.manual_seed(0)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        module = make_module().to(memory_format=fmt)
+        module.train()
+        xs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=fmt)
+        ys = torch.from_numpy(y_nchw).contiguous(memory_format=fmt)
+        optim = tm.adam(module.parameters())
+        state = {"i": 0}
+
+        def run():
+            loss = None
+            for _ in range(steps):
+                i = state["i"]
+                state["i"] = (i + bs) % n_pool
+                optim.zero_grad(set_to_none=True)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    out = module(xs[i:i + bs])
+                loss = loss_fn(ys[i:i + bs], out.float())
+                loss.backward()
+                optim.step()
+            return loss.detach().item()
+
+        return run, module
+
+    def torch_builders(kind):
+        if tm is None or kind == "mmanet":
+            return []
+        if kind == "dae":
+            make, loss_fn, y = tm.denoising_autoencoder, tm.mse_loss, x.transpose(0, 3, 1, 2).copy()
+        else:
+            def make():
+                return tm.FrozenEncoderHead(tm.Encoder(), tm.Decoder())
+            loss_fn, y = tm.dice_ce_loss, (mask[:, None] > 0).astype(np.float32)
+        out = []
+        for name, (bf16, cl) in TORCH_CASES.items():
+            if ("bf16" if bf16 else "fp32") in a.precisions:
+                out.append((name, "pytorch", "bf16" if bf16 else "fp32",
+                            lambda bf16=bf16, cl=cl: torch_runner(make, loss_fn, y, bf16, cl)))
+        return out
+
+    def check_twin(kind, keras_model):
+        """Parameter counts (and, for the DAE, outputs) of the PyTorch twin equal the Keras model's."""
+        if tm is None or kind == "mmanet":
+            return None
+        if kind == "dae":
+            counts = tm.assert_same_parameters(NAMES[kind], tm.denoising_autoencoder(), keras_model)
+            enc, head = keras_model.layers[1], keras_model.layers[2]
+            err = tm.check_against_keras(enc, head, keras_model)
+            print(f"{NAMES[kind]}: PyTorch twin (Keras padding, Keras weights) matches the Keras outputs, "
+                  f"max |diff| {err:.1e}")
+            return {**counts, "max_output_difference": err}
+        return tm.assert_same_parameters(NAMES[kind], tm.FrozenEncoderHead(tm.Encoder(), tm.Decoder()), keras_model)
+
+    tf_builders = {"dae": (dae_umsrep, dae_fit), "seg": (seg_umsrep, seg_fit), "mmanet": (mma_umsrep, mma_fit)}
+
+    # ---------------------------------------------------------------------------------------- timing
+    def set_policy(p):
+        keras.mixed_precision.set_global_policy(POLICY.get(p, "float32"))
+
+    results = {}
+    for kind in a.only:
+        name = NAMES[kind]
+        eng, fit = tf_builders[kind]
+        builders = []
+        for p in a.precisions:
+            sfx = "" if p == "fp32" else f"_{p}"
+            builders += [(f"umsrep{sfx}", "umsrep", p, eng), (f"keras_fit{sfx}", "keras_fit", p, fit)]
+        builders += torch_builders(kind)
+        # interleave frameworks: umsrep, keras_fit, torch..., then the bf16 Keras cases
+        builders.sort(key=lambda b: (b[2] != "fp32" and b[1] != "pytorch", b[1] != "umsrep", b[1] != "keras_fit"))
+        runs, flops_model, errors = {}, None, {}
+        for case, framework, prec, build in builders:
+            set_policy(prec if framework != "pytorch" else "fp32")
+            try:
+                run, model = build()
+                run()                         # warm-up: tracing, oneDNN primitive creation, first allocations
+            except Exception as e:            # one failing case must not lose the others
+                errors[case] = f"{type(e).__name__}: {e}"
+                print(f"{name}/{case}: failed, skipped ({errors[case][:200]})")
+                continue
+            finally:
+                set_policy("fp32")
+            runs[case] = (run, framework, prec)
+            if case == "umsrep":
+                flops_model = model
+        if not runs:
+            continue
+        if flops_model is None:
+            set_policy("fp32")
+            flops_model = (tf_builders[kind][0]())[1]
+        twin = check_twin(kind, flops_model)
+        ips = {c: [] for c in runs}
+        for _ in range(a.repeats):
+            for case, (run, framework, prec) in runs.items():
+                set_policy(prec if framework != "pytorch" else "fp32")
+                t0 = time.perf_counter()
+                run()
+                ips[case].append(steps * bs / (time.perf_counter() - t0))
+            set_policy("fp32")
+        flops = count_flops(flops_model)
+        cases = {}
+        for case, (_, framework, prec) in runs.items():
+            med = statistics.median(ips[case])
+            c = {"framework": framework, "precision": prec, "images_per_s": med, "runs": ips[case],
+                 "achieved_gflops": med * 3 * flops / 1e9}
+            if peak:
+                c["fraction_of_fp32_peak"] = c["achieved_gflops"] / peak
+            if peak_bf16:
+                c["fraction_of_bf16_peak"] = c["achieved_gflops"] / peak_bf16
+            cases[case] = c
+        r = {"parameters": int(flops_model.count_params()), "forward_gflops_per_image": flops / 1e9}
+        if "umsrep" in cases and "keras_fit" in cases:   # the float32 keys, meaning as before
+            e, k = cases["umsrep"]["images_per_s"], cases["keras_fit"]["images_per_s"]
+            r.update({"umsrep_images_per_s": e, "keras_fit_images_per_s": k, "umsrep_over_keras_fit": e / k,
+                      "umsrep_achieved_gflops": cases["umsrep"]["achieved_gflops"]})
+            if peak:
+                r["umsrep_fraction_of_peak"] = cases["umsrep"]["fraction_of_fp32_peak"]
+        r["ratios"] = ratios(cases)
+        r["cases"] = cases
+        if twin:
+            r["pytorch_twin"] = twin
+        if errors:
+            r["errors"] = errors
+        results[name] = r
+        print_model(name, r, peak, peak_bf16)
+    res = {"size": size, "batch": bs, "steps": steps, "repeats": a.repeats,
+           "peak_gflops": peak, "peak_bf16_gflops": peak_bf16,
+           "precisions": a.precisions, "pytorch": _torch_version(tm), "models": results}
+    if a.out:
+        from pathlib import Path
+
+        Path(a.out).write_text(json.dumps({"machine": machine(), **res}, indent=2) + "\n")
+        print(f"wrote {a.out}")
+    else:
+        save("train_throughput", res)
+
+
+def _torch_version(tm):
+    if tm is None:
+        return None
+    import torch
+
+    return {"version": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def ratios(cases: dict) -> dict:
+    """umsrep vs Keras fit and vs PyTorch, same precision and best vs best (only where both were timed)."""
+    ips = {c: v["images_per_s"] for c, v in cases.items()}
+    out = {}
+
+    def put(key, num, den):
+        if num in ips and den in ips:
+            out[key] = ips[num] / ips[den]
+
+    put("umsrep_over_keras_fit_fp32", "umsrep", "keras_fit")
+    put("umsrep_over_keras_fit_bf16", "umsrep_bf16", "keras_fit_bf16")
+    put("umsrep_fp32_over_torch_fp32_nchw", "umsrep", "torch_fp32_nchw")
+    put("umsrep_fp32_over_torch_fp32_channels_last", "umsrep", "torch_fp32_channels_last")
+    put("umsrep_bf16_over_torch_bf16_channels_last", "umsrep_bf16", "torch_bf16_channels_last")
+    put("umsrep_bf16_over_umsrep_fp32", "umsrep_bf16", "umsrep")
+    put("torch_bf16_over_torch_fp32_nchw", "torch_bf16_channels_last", "torch_fp32_nchw")
+    ums = {c: v for c, v in ips.items() if c.startswith("umsrep")}
+    keras_ = {c: v for c, v in ips.items() if c.startswith(("umsrep", "keras_fit"))}
+    tor = {c: v for c, v in ips.items() if c.startswith("torch")}
+    if ums and tor:
+        bu, bt = max(ums, key=ums.get), max(tor, key=tor.get)
+        out.update({"umsrep_best_case": bu, "torch_best_case": bt, "umsrep_best_over_torch_best": ums[bu] / tor[bt]})
+    if keras_ and tor:
+        bk = max(keras_, key=keras_.get)
+        out.update({"tensorflow_best_case": bk, "tensorflow_best_over_torch_best": keras_[bk] / max(tor.values())})
+    return out
+
+
+def print_model(name, r, peak, peak_bf16):
+    print(f"\n{name}: {r['parameters']:,} parameters, {r['forward_gflops_per_image']:.3f} forward GFLOPs / image")
+    head = f"{'case':28s} {'images/s':>9s} {'GFLOP/s':>8s} {'% fp32 peak':>11s} {'% bf16 peak':>11s}  runs"
+    print(head)
+    print("-" * len(head))
+    for case, c in r["cases"].items():
+        f32 = f"{100 * c['fraction_of_fp32_peak']:.0f}" if "fraction_of_fp32_peak" in c else "-"
+        b16 = f"{100 * c['fraction_of_bf16_peak']:.0f}" if "fraction_of_bf16_peak" in c else "-"
+        runs = " ".join(f"{v:.1f}" for v in c["runs"])
+        print(f"{case:28s} {c['images_per_s']:9.2f} {c['achieved_gflops']:8.1f} {f32:>11s} {b16:>11s}  {runs}")
+    for k, v in r["ratios"].items():
+        print(f"  {k:44s} {v:.3f}" if isinstance(v, float) else f"  {k:44s} {v}")
 
 
 if __name__ == "__main__":
