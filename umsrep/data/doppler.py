@@ -40,15 +40,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from umsrep.data.synthetic import is_complete, start_generation
 from umsrep.errors import RecipeError
 from umsrep.io import write_json, write_text
 
@@ -356,24 +355,6 @@ def _plan(n: int, flows: Sequence[str], low_quality: float, seed: int) -> List[T
     return plan
 
 
-def _is_complete(out: Path, params: Dict) -> bool:
-    try:
-        manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    if not isinstance(manifest, dict) or manifest.get("params") != params:
-        return False
-    if manifest.get("generator") != GENERATOR or manifest.get("version") != GENERATOR_VERSION:
-        return False
-    try:
-        with open(out / "labels.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        return len(rows) == params["n"] and all(
-            (out / "images" / r["filename"]).is_file() and (out / "masks" / r["filename"]).is_file() for r in rows)
-    except (OSError, KeyError, TypeError):  # missing or damaged labels.csv
-        return False
-
-
 def make_doppler_dataset(out_dir, n: int = 600, size: int = 128, seed: int = 0, low_quality: float = 0.3,
                          flows: Sequence[str] = FLOWS) -> Path:
     """Write (or reuse) the simulated spectral Doppler data set under ``out_dir``; return its path.
@@ -395,21 +376,10 @@ def make_doppler_dataset(out_dir, n: int = 600, size: int = 128, seed: int = 0, 
     n, size, seed, low_quality = int(n), int(size), int(seed), float(low_quality)
     out = Path(out_dir)
     params = {"n": n, "size": size, "seed": seed, "low_quality": low_quality, "flows": flows}
-    if _is_complete(out, params):
+    if is_complete(out, params, GENERATOR, GENERATOR_VERSION):
         return out
-
-    img_dir, mask_dir = out / "images", out / "masks"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # incomplete until the end
-
     plan = _plan(n, flows, low_quality, seed)
-    wanted = {row[3] for row in plan}
-    stale = re.compile(r"^(%s)_\d+\.png$" % "|".join(FLOWS))
-    for d in (img_dir, mask_dir):  # files of an earlier, different generation
-        for p in d.iterdir():
-            if stale.match(p.name) and p.name not in wanted:
-                p.unlink()
+    img_dir, mask_dir = start_generation(out, {row[3] for row in plan}, FLOWS)
 
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")

@@ -393,27 +393,39 @@ def _plan(n: int, per_patient: int) -> List[Tuple[str, int, int, str, int]]:
     return plan
 
 
-def _is_complete(out: Path, params: Dict) -> bool:
+def is_complete(out: Path, params: Dict, generator: str, version: int) -> bool:
+    """True when ``out`` holds a finished generation by ``generator``/``version`` with exactly ``params`` (its
+    manifest says so and every file labels.csv lists exists). Shared by the embedded generators."""
     try:
         manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     if not isinstance(manifest, dict) or manifest.get("params") != params:
         return False
-    if manifest.get("generator") != GENERATOR or manifest.get("version") != GENERATOR_VERSION:
+    if manifest.get("generator") != generator or manifest.get("version") != version:
         return False
     try:
         with open(out / "labels.csv", newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
-    except OSError:
+        return len(rows) == params["n"] and all(
+            (out / "images" / r["filename"]).is_file() and (out / "masks" / r["filename"]).is_file() for r in rows)
+    except (OSError, KeyError, TypeError):  # missing or damaged labels.csv
         return False
-    if len(rows) != params["n"]:
-        return False
-    try:
-        return all((out / "images" / r["filename"]).is_file() and (out / "masks" / r["filename"]).is_file()
-                   for r in rows)
-    except (KeyError, TypeError):  # a damaged labels.csv
-        return False
+
+
+def start_generation(out: Path, wanted, prefixes) -> Tuple[Path, Path]:
+    """Make ``out/images`` and ``out/masks``, mark ``out`` incomplete (no manifest until the end) and remove
+    ``<prefix>_<n>.png`` files of an earlier, different generation that ``wanted`` does not name."""
+    img_dir, mask_dir = out / "images", out / "masks"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+    stale = re.compile(r"^(%s)_\d+\.png$" % "|".join(map(re.escape, prefixes)))
+    for d in (img_dir, mask_dir):
+        for p in d.iterdir():
+            if stale.match(p.name) and p.name not in wanted:
+                p.unlink()
+    return img_dir, mask_dir
 
 
 def make_ultrasound_dataset(out_dir, n: int = 240, size: int = 64, seed: int = 0, per_patient: int = 2) -> Path:
@@ -430,21 +442,10 @@ def make_ultrasound_dataset(out_dir, n: int = 240, size: int = 64, seed: int = 0
     n, size, seed, per_patient = int(n), int(size), int(seed), int(per_patient)
     out = Path(out_dir)
     params = {"n": n, "size": size, "seed": seed, "per_patient": per_patient}
-    if _is_complete(out, params):
+    if is_complete(out, params, GENERATOR, GENERATOR_VERSION):
         return out
-
-    img_dir, mask_dir = out / "images", out / "masks"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # incomplete until the end
-
     plan = _plan(n, per_patient)
-    wanted = {row[5] for row in plan}
-    stale = re.compile(r"^(%s)_\d+\.png$" % "|".join(CLASSES))
-    for d in (img_dir, mask_dir):  # files of an earlier, different generation
-        for p in d.iterdir():
-            if stale.match(p.name) and p.name not in wanted:
-                p.unlink()
+    img_dir, mask_dir = start_generation(out, {row[5] for row in plan}, CLASSES)
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
