@@ -4,7 +4,8 @@
 
 Makes a small run at 256² (the embedded synthetic ultrasound set, denoising-autoencoder encoder + lesion
 segmentation + diagnosis heads; 1 training step per stage — speed does not depend on the weights), then:
-(1) the model alone: forward passes of the saved model over n preprocessed images (batch 16), images/s;
+(1) the model alone: forward passes of the saved model over n preprocessed images (batch 16), images/s, and of
+the autoencoder-based segmentation model alone (encoder + lesion decoder; batch 16 and 32);
 (2) `umsrep predict RUN FOLDER --out DIR` as a user runs it, end to end in a fresh process (Python and
 TensorFlow start-up, model load, reading n PNGs, writing masks, overlays, denoised images and CSV/JSON),
 images/s with everything included; (3) `umsrep --help` wall time. Medians of the repeats.
@@ -64,6 +65,12 @@ def main():
     x = np.random.default_rng(0).random((len(images), 256, 256, 1)).astype(np.float32)
     fn = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
     t_model = median_time(lambda: pipeline.predict(fn, x, 16), a.repeats)
+    # the autoencoder-based segmentation model alone (encoder + lesion decoder), as the target names it
+    from umsrep.models.heads import attach_one
+
+    seg = attach_one(model.get_layer("encoder"), model.get_layer("lesion"))
+    seg_fn = tf.function(lambda b: seg(b, training=False), reduce_retracing=True)
+    t_seg = {bs: median_time(lambda: pipeline.predict(seg_fn, x, bs), a.repeats) for bs in (16, 32)}
 
     def cli():
         out = tmp / "pred"
@@ -79,6 +86,8 @@ def main():
         helps.append(time.perf_counter() - t0)
     res = {"images": len(images), "size": 256, "model_parameters": int(model.count_params()),
            "model_only_images_per_s": len(images) / t_model,
+           "segmentation_model_parameters": int(seg.count_params()),
+           **{f"segmentation_only_batch{bs}_images_per_s": len(images) / t for bs, t in t_seg.items()},
            "cli_end_to_end_images_per_s": len(images) / t_cli, "cli_end_to_end_s": t_cli,
            "help_wall_time_s": statistics.median(helps), "targets": {"predict_images_per_s": 50, "help_s": 1.0}}
     for k, v in res.items():

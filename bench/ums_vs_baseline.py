@@ -235,11 +235,13 @@ def targets(rows: list) -> dict:
             "met": ok_time and ok_q}
     heads = {r["k"]: r["kth_head_fraction"] for r in rows}
     deltas = {r["k"]: r["delta_fraction"] for r in rows if "delta_fraction" in r}
+    added = {k: v for k, v in heads.items() if k > 1}       # the first head is not an *added* one
+    added_d = {k: v for k, v in deltas.items() if k > 1}
     out["marginal_head_cost"] = {
-        "target": f"each added head's training time <= {HEAD_TARGET:.0%} of one baseline model's (mean)",
-        "kth_head_fraction": heads, "met": all(v <= HEAD_TARGET for v in heads.values()),
+        "target": f"each added head's (k >= 2) training time <= {HEAD_TARGET:.0%} of one baseline model's (mean)",
+        "kth_head_fraction": heads, "met": all(v <= HEAD_TARGET for v in added.values()) if added else None,
         "delta_fraction_between_runs": deltas,
-        "met_by_delta": all(v <= HEAD_TARGET for v in deltas.values()) if deltas else None}
+        "met_by_delta": all(v <= HEAD_TARGET for v in added_d.values()) if added_d else None}
     return out
 
 
@@ -282,7 +284,7 @@ def print_tables(rows: list, tg: dict):
     else:
         print("  3 tasks: not run (add 3 to --ks)")
     mh = tg["marginal_head_cost"]
-    print(f"  marginal head cost <= {HEAD_TARGET:.0%} of a baseline model: "
+    print(f"  marginal cost of each added head (k >= 2) <= {HEAD_TARGET:.0%} of a baseline model: "
           + ", ".join(f"k={k} {v:.0%}" for k, v in mh["kth_head_fraction"].items())
           + f" -> {'met' if mh['met'] else 'NOT met'}"
           + ("" if mh["met_by_delta"] is None else
