@@ -221,3 +221,21 @@ def test_unknown_weighting_and_task_names_are_recipe_errors():
         parse_recipe({**base, "strategy": {"kind": "alternating", "ratios": {"b": 2}}})
     with pytest.raises(RecipeError, match=r"strategy.weighting.weights: unknown task 'zz'"):
         parse_recipe({**base, "strategy": {"kind": "joint", "weighting": {"weights": {"zz": 1}}}})
+
+
+def test_fixed_joint_weights_also_weigh_the_monitored_loss():
+    """With fixed weights, early stopping watches the weighted sum of normalised validation losses; learned
+    weightings (which move every epoch) and single trainers watch the plain sum."""
+    from umsrep.train.engine import _normalised
+
+    enc, heads, data, cfgs = _toy()
+    streams = [_stream("seg", enc, heads, data, cfgs), _stream("cls", enc, heads, data, cfgs)]
+    w = make_weighting(WeightingConfig(method="fixed", weights={"seg": 1.0, "cls": 0.25}), ["seg", "cls"])
+    tr = Joint("joint", streams, enc.trainable_variables, keras.optimizers.SGD(0.1), w, attach(enc, heads))
+    assert tr.monitor_weights() == {"seg": 1.0, "cls": 0.25}
+    first, now = {"seg": 2.0, "cls": 1.0}, {"seg": 1.0, "cls": 3.0}
+    assert _normalised(now, first, now, tr.monitor_weights()) == pytest.approx(0.5 + 0.75)
+    assert _normalised(now, first, now) == pytest.approx(0.5 + 3.0)
+    dwa = Joint("joint", streams, enc.trainable_variables, keras.optimizers.SGD(0.1),
+                make_weighting(WeightingConfig(method="dwa"), ["seg", "cls"]), attach(enc, heads))
+    assert dwa.monitor_weights() == {}

@@ -13,7 +13,8 @@ A *trainer* decides which variables each batch updates:
 
 :func:`run_stage` drives any trainer: epochs, validation, early stopping and reduce-LR-on-plateau per optimizer
 (monitoring the validation loss of the tasks that optimizer trains; each task's loss is divided by its first
-validation loss so tasks count equally), best weights restored, TensorBoard scalars. Every step runs through
+validation loss so tasks count equally — or, with `fixed` joint weights, as much as their weight), best weights
+restored, TensorBoard scalars. Every step runs through
 ``strategy.run`` (Keras' ``fit`` fails under ``MultiWorkerMirroredStrategy`` on TF 2.21); per-replica losses are
 divided by the replica count so the optimizer's all-reduced sum is the global mean gradient.
 """
@@ -174,6 +175,11 @@ class Trainer:
 
     def optimizer_tasks(self, opt_name) -> List[str]:
         return [s.name for s in self.streams]
+
+    def monitor_weights(self) -> Dict[str, float]:
+        """How much each task's (normalised) validation loss counts for early stopping and the plateau
+        schedule; tasks not named count 1."""
+        return {}
 
     def train_epoch(self) -> Dict[str, float]:
         """One epoch; returns ``{"loss": total, "loss/<task>": raw mean, ...}``."""
@@ -339,6 +345,10 @@ class Joint(Trainer):
     def state_variables(self):
         return super().state_variables() + self.weighting.state_variables()
 
+    def monitor_weights(self):
+        # the recipe's fixed weights say what matters; learned weights move every epoch, so those monitor equally
+        return self.weighting.state() if type(self.weighting).__name__ == "Fixed" else {}
+
     def get_state(self):
         return {**super().get_state(), "weighting": self.weighting.get_state()}
 
@@ -412,11 +422,14 @@ class StageResult:
                 "history": self.history}
 
 
-def _normalised(values: Dict[str, float], first: Dict[str, float], tasks) -> float:
+def _normalised(values: Dict[str, float], first: Dict[str, float], tasks, weights=None) -> float:
+    """One number to monitor: a single task's loss, or the sum over tasks of loss / first-epoch loss, each
+    times its weight (default 1)."""
     tasks = [t for t in tasks if t in values]
     if len(tasks) == 1:
         return values[tasks[0]]
-    return float(sum(values[t] / max(first[t], 1e-12) for t in tasks))
+    weights = weights or {}
+    return float(sum(weights.get(t, 1.0) * values[t] / max(first[t], 1e-12) for t in tasks))
 
 
 def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_dir=None,
@@ -453,7 +466,7 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
         first = loop["first"] = loop["first"] or dict(watched)
         trainer.on_epoch_end(logs)
         lrs = {k: float(keras.ops.convert_to_numpy(o.learning_rate)) for k, o in opts.items()}
-        monitored = _normalised(watched, first, watched)
+        monitored = _normalised(watched, first, watched, trainer.monitor_weights())
         rec = {"epoch": epoch, **logs, "val_loss": (float(sum(val.values())) if val else None),
                **({f"val_loss/{t}": v for t, v in val.items()} if len(trainer.streams) > 1 else {}),
                **({"monitored": monitored} if len(trainer.streams) > 1 else {}),
@@ -476,7 +489,7 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
         else:
             loop["since_best"] += 1
         for k, opt in opts.items():
-            m = _normalised(watched, first, trainer.optimizer_tasks(k))
+            m = _normalised(watched, first, trainer.optimizer_tasks(k), trainer.monitor_weights())
             if m < loop["opt_best"][k] - min_delta:
                 loop["opt_best"][k], loop["since_plateau"][k] = m, 0
             else:
