@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from umsrep.models.blocks.norm import FusedBatchNormalization
+
 # BatchNorm momentum of the seed-architecture blocks: trained from scratch on a few hundred images, their moving
 # statistics must settle within a few hundred steps (Keras' default 0.99 needs ~500); measured on BUSI, 0.99 left
 # the inference-mode outputs of the lightweight classifier degenerate after 9 epochs.
@@ -33,7 +35,7 @@ class CoordinateAttention(layers.Layer):
         c = int(input_shape[-1])
         mid = max(self.min_channels, c // self.reduction)
         self.shared = layers.Conv2D(mid, 1, use_bias=False, name="shared_conv")
-        self.bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="shared_bn")
+        self.bn = FusedBatchNormalization(momentum=BN_MOMENTUM, name="shared_bn")
         self.conv_h = layers.Conv2D(c, 1, name="conv_h")
         self.conv_w = layers.Conv2D(c, 1, name="conv_w")
         h, w = int(input_shape[1]), int(input_shape[2])
@@ -69,7 +71,7 @@ class ResidualAttention(layers.Layer):
         self.mask_filters = int(mask_filters or max(8, self.filters // 4))
         f, fm = self.filters, self.mask_filters
         self.trunk = [(layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"trunk{i}_conv"),
-                       layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"trunk{i}_bn")) for i in range(1, 5)]
+                       FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"trunk{i}_bn")) for i in range(1, 5)]
         self.mask_down = [layers.Conv2D(fm, 1, strides=2, activation="relu", name=f"mask_down{i}")
                           for i in range(1, 3)]
         self.mask_up = [layers.Conv2DTranspose(fm, 7, strides=2, padding="same", name="mask_up1",
@@ -120,7 +122,7 @@ class SoftThreshold(layers.Layer):
     def build(self, input_shape):
         c = int(input_shape[-1])
         self.fc1 = layers.Dense(max(4, c // self.reduction), name="fc1")
-        self.bn = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn")
+        self.bn = FusedBatchNormalization(momentum=BN_MOMENTUM, name="bn")
         self.fc2 = layers.Dense(c, name="fc2")
         self.fc1.build((None, c))
         self.bn.build((None, max(4, c // self.reduction)))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from keras import layers
 
+from umsrep.models.blocks.norm import FusedBatchNormalization
+
 
 def conv_bn_relu(x, filters, *, strides=1, dilation=1, kernel=3, name, batchnorm=True, bn_momentum=0.99):
     """3x3 conv (no bias when followed by BN) + BatchNorm + ReLU; every layer gets a stable name."""
     x = layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
                       use_bias=not batchnorm, name=f"{name}_conv")(x)
     if batchnorm:
-        x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
+        x = FusedBatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -19,11 +21,11 @@ def residual_block(x, filters, *, strides=1, dilation=1, kernel=3, name, bn_mome
     shortcut = x
     if strides != 1 or int(x.shape[-1]) != filters:
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj")(x)
-        shortcut = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_proj_bn")(shortcut)
+        shortcut = FusedBatchNormalization(momentum=bn_momentum, name=f"{name}_proj_bn")(shortcut)
     y = conv_bn_relu(x, filters, strides=strides, dilation=dilation, kernel=kernel, name=f"{name}_a",
                      bn_momentum=bn_momentum)
     y = layers.Conv2D(filters, kernel, dilation_rate=dilation, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
-    y = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_b_bn")(y)
+    y = FusedBatchNormalization(momentum=bn_momentum, name=f"{name}_b_bn")(y)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_relu")(y)
 

@@ -18,12 +18,12 @@ any head — the architecture's own or the standard ones — attaches to it and 
 
 from __future__ import annotations
 
-from keras import layers
-
 import keras
+from keras import layers
 
 from umsrep.models.blocks.attention import BN_MOMENTUM, SoftThreshold
 from umsrep.models.blocks.conv import aspp, conv_bn_relu, residual_block
+from umsrep.models.blocks.norm import FusedBatchNormalization
 from umsrep.models.encoders import ENCODERS
 from umsrep.models.layers import image_input
 
@@ -72,7 +72,7 @@ def lightweight(input_shape, *, filters=None, normalization="dataset_zscore", me
     for i, f in enumerate(filters, start=1):
         x = layers.SeparableConv2D(f, kernel_size, strides=2, padding="same", use_bias=False,
                                    name=f"enc{i}_sep")(x)
-        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"enc{i}_sep_bn")(x)
+        x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"enc{i}_sep_bn")(x)
         x = layers.ReLU(name=f"enc{i}_sep_relu")(x)
         x = conv_bn_relu(x, f, kernel=kernel_size, name=f"enc{i}", bn_momentum=BN_MOMENTUM)
         x = SoftThreshold(name=f"enc{i}_shrink")(x)
