@@ -68,7 +68,7 @@ def main():
     # the autoencoder-based segmentation model alone (encoder + lesion decoder), as the target names it
     from umsrep.models.heads import attach_one
 
-    seg = attach_one(model.get_layer("encoder"), model.get_layer("lesion"))
+    seg = attach_one(model.get_layer("encoder"), model.get_layer("head_lesion"))
     seg_fn = tf.function(lambda b: seg(b, training=False), reduce_retracing=True)
     t_seg = {bs: median_time(lambda: pipeline.predict(seg_fn, x, bs), a.repeats) for bs in (16, 32)}
 
