@@ -50,14 +50,19 @@ def _losses(run: Path):
 
 
 def _close(a, b, rel):
-    """Every representation epoch, and the final joint epoch of both tasks, within ``rel``.
+    """Every representation epoch, and each task's joint loss averaged over the joint epochs, within ``rel``.
 
-    Early joint epochs differ more: dropout masks and BatchNorm batch statistics are drawn per replica."""
+    Single joint epochs drift apart slowly (dropout masks and BatchNorm batch statistics are drawn per replica;
+    on this tiny set one epoch's diagnosis loss moved 6 % by epoch 3 while the first two agreed within 1 %);
+    a wrong loss scaling or gradient reduction would be off from the first epoch by a factor."""
     (ra, ja), (rb, jb) = a, b
     assert len(ra) == len(rb) and len(ja) == len(jb)
     for x, y in zip(ra, rb):
         assert x == pytest.approx(y, rel=rel)
-    assert ja[-1][0] == pytest.approx(jb[-1][0], rel=rel) and ja[-1][1] == pytest.approx(jb[-1][1], rel=rel)
+    for t in range(2):
+        mean_a, mean_b = sum(e[t] for e in ja) / len(ja), sum(e[t] for e in jb) / len(jb)
+        assert mean_a == pytest.approx(mean_b, rel=rel)
+    assert ja[0][0] == pytest.approx(jb[0][0], rel=rel) and ja[0][1] == pytest.approx(jb[0][1], rel=rel)
 
 
 @pytest.fixture(scope="module")
