@@ -87,9 +87,10 @@ class Trainer:
         self.model = model                  # whose weights early stopping saves and restores
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = self.strategy.num_replicas_in_sync
-        self._train_iters = {s.name: iter(self._dist(s.train_ds)) for s in streams}
+        self._train_ds = {s.name: s.train_ds for s in streams}   # batch streams by key (a task, or SHARED)
+        self._train_iters = {}                                     # made on first use, after any resume
         self._val_fns = {s.name: self._make_eval(s) for s in streams}
-        self.consumed = {s.name: 0 for s in streams}   # training batches drawn per task (for resuming)
+        self.consumed = {s.name: 0 for s in streams}   # training batches drawn per stream (for resuming)
 
     # -- distribution helpers --------------------------------------------------------------------
     def _dist(self, ds):
@@ -129,9 +130,12 @@ class Trainer:
 
         return step
 
-    def next_batch(self, task):
-        self.consumed[task] += 1
-        return next(self._train_iters[task])
+    def next_batch(self, key):
+        """The next batch of stream ``key``; its iterator starts where ``consumed`` says (0, or a checkpoint's)."""
+        if key not in self._train_iters:
+            self._train_iters[key] = iter(self._dist(self._train_ds[key].skip(self.consumed[key])))
+        self.consumed[key] += 1
+        return next(self._train_iters[key])
 
     # -- checkpoint state (see umsrep.train.checkpoint) ------------------------------------------
     def state_variables(self) -> list:
@@ -146,10 +150,9 @@ class Trainer:
         return {"consumed": dict(self.consumed)}
 
     def set_state(self, state: dict):
-        """Continue every task's batch stream where the checkpointed run left it."""
+        """Continue every batch stream where the checkpointed run left it."""
         self.consumed = {k: int(v) for k, v in state["consumed"].items()}
-        for s in self.streams:
-            self._train_iters[s.name] = iter(self._dist(s.train_ds.skip(self.consumed[s.name])))
+        self._train_iters = {}
 
     def validate(self) -> Dict[str, float]:
         out = {}
@@ -319,7 +322,7 @@ class Joint(Trainer):
         super().__init__(name, streams, model, strategy)
         self.shared_batches = shared_batches
         if shared_batches is not None:
-            self._train_iters[SHARED] = iter(self._dist(shared_batches))
+            self._train_ds[SHARED] = shared_batches
             self.consumed[SHARED] = 0
         self.shared = _unique(shared_variables)
         self.task_vars = {s.name: _unique(s.head_variables) for s in streams}
@@ -346,16 +349,13 @@ class Joint(Trainer):
         return super().state_variables() + self.weighting.state_variables()
 
     def monitor_weights(self):
-        # the recipe's fixed weights say what matters; learned weights move every epoch, so those monitor equally
-        return self.weighting.state() if type(self.weighting).__name__ == "Fixed" else {}
+        return self.weighting.monitor_weights()
 
     def get_state(self):
         return {**super().get_state(), "weighting": self.weighting.get_state()}
 
     def set_state(self, state):
         super().set_state(state)
-        if self.shared_batches is not None:
-            self._train_iters[SHARED] = iter(self._dist(self.shared_batches.skip(self.consumed.get(SHARED, 0))))
         self.weighting.set_state(state["weighting"])
 
     def _make_step(self):
@@ -466,7 +466,8 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
         first = loop["first"] = loop["first"] or dict(watched)
         trainer.on_epoch_end(logs)
         lrs = {k: float(keras.ops.convert_to_numpy(o.learning_rate)) for k, o in opts.items()}
-        monitored = _normalised(watched, first, watched, trainer.monitor_weights())
+        task_weights = trainer.monitor_weights()
+        monitored = _normalised(watched, first, watched, task_weights)
         rec = {"epoch": epoch, **logs, "val_loss": (float(sum(val.values())) if val else None),
                **({f"val_loss/{t}": v for t, v in val.items()} if len(trainer.streams) > 1 else {}),
                **({"monitored": monitored} if len(trainer.streams) > 1 else {}),
@@ -489,7 +490,7 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
         else:
             loop["since_best"] += 1
         for k, opt in opts.items():
-            m = _normalised(watched, first, trainer.optimizer_tasks(k), trainer.monitor_weights())
+            m = _normalised(watched, first, trainer.optimizer_tasks(k), task_weights)
             if m < loop["opt_best"][k] - min_delta:
                 loop["opt_best"][k], loop["since_plateau"][k] = m, 0
             else:

@@ -90,10 +90,16 @@ class Weighting:
     def state(self) -> dict:
         return {t: float(w) for t, w in zip(self.tasks, self.weights().numpy())}
 
+    def monitor_weights(self) -> dict:
+        """How much each task counts in the monitored validation loss (early stopping, LR plateau): equally
+        (``{}``) for methods whose weights move every epoch."""
+        return {}
+
 
 @WEIGHTINGS.register("fixed")
 class Fixed(Weighting):
-    pass
+    def monitor_weights(self):
+        return self.state()  # the recipe's fixed weights say what matters
 
 
 @WEIGHTINGS.register("uncertainty")
