@@ -156,9 +156,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_pretrained(args) -> int:
-    from umsrep import pretrained
-
-    _quiet_tf()
+    from umsrep import pretrained  # no TensorFlow: cards and hashes only
 
     if args.action == "list":
         from rich.console import Console

@@ -179,24 +179,16 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
         "denoising": _denoising(metrics),
         **({"supervised_task_test": _scalars(metrics["tasks"].get(stage.get("task"), {}).get("test", {}))}
            if rep.training == "supervised" else {}),
-        "parameters": None, "sha256": None, "size_bytes": None, "umsrep_version": __version__,
+        "parameters": metrics.get("parameters", {}).get("encoder"),  # counted by fit; no model load here
+        "sha256": None, "size_bytes": None, "umsrep_version": __version__,
     }
     out.mkdir(parents=True)
     try:
         shutil.copy2(enc / ENCODER_FILE, out / ENCODER_FILE)
         card["sha256"] = sha256(out / ENCODER_FILE)
         card["size_bytes"] = (out / ENCODER_FILE).stat().st_size
-        card["parameters"] = _count_params(out / ENCODER_FILE)
         (out / CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
     return out
-
-
-def _count_params(path) -> int:
-    import keras
-
-    import umsrep.models.layers  # noqa: F401  (register custom layers)
-
-    return int(keras.models.load_model(path, compile=False).count_params())
