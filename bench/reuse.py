@@ -6,14 +6,15 @@
 
 Cases (real data through ``UMSREP_DATA``): ``cxr`` — lung segmentation (recipes/cxr_lung.yaml) from
 ``cxr-cdae``; ``acdc`` — myocardium segmentation (recipes/acdc.yaml, patient split) from ``cmr-cdae``. Each run
-is a plain ``umsrep fit`` of one recipe written next to it (``representation`` set per arm, strategy
-independent, early stopping off so every arm gets the same epochs; ``data.split.train_fraction`` picks the
-labelled fraction, val and test unchanged). Arms: ``frozen`` (pretrained, trainable: false), ``finetune``
-(pretrained, trainable: true), ``random`` (the same architecture from the card, random init, trainable).
-Reported per run: test Dice, head-stage wall time, and the wall time to reach a fixed quality — the first epoch
-whose validation loss (the task's Dice + CE loss) is at or below a target, the target being the worst of the
-three arms' best validation loss at 100 % (so each arm reaches it there). Runs already finished in --out are
-reused (the script can be interrupted and restarted). Writes bench/results/reuse.json.
+is a plain ``umsrep fit`` of one recipe, written as ``<out>/<case>/<run name>/recipe.yaml`` and run in ``run/``
+beside it (``representation`` set per arm, strategy independent, early stopping off so every arm gets the same
+epochs; ``data.split.train_fraction`` picks the labelled fraction, val and test unchanged). Arms: ``frozen``
+(pretrained, trainable: false), ``finetune`` (pretrained, trainable: true), ``random`` (the same architecture
+from the card, random init, trainable). Reported per run: test Dice, head-stage wall time, and the wall time to
+reach a fixed quality — the first epoch whose validation loss (the task's Dice + CE loss) is at or below a
+target, the target being the worst of the three arms' best validation loss at 100 % (so each arm reaches it
+there). Runs already finished in --out with the same recipe are reused, interrupted ones resumed
+(bench/_common.py ``run_fit``). Writes bench/results/reuse.json.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
-from _common import save
 
-REPO = Path(__file__).resolve().parent.parent
+from _common import REPO, run_fit, save
+
 ARMS = ("frozen", "finetune", "random")
 CASES = {
     "cxr": {"recipe": "cxr_lung.yaml", "task": "lung", "encoder": "cxr-cdae"},
@@ -61,20 +61,9 @@ def case_recipe(case: dict, arm: str, fraction: float, epochs: int, card: dict, 
     return raw
 
 
-def run_one(raw: dict, out: Path, env: dict | None = None) -> dict:
-    if not (out / "metrics.json").is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        rfile = out.parent / f"{out.name}.yaml"
-        rfile.write_text(yaml.safe_dump(raw, sort_keys=False))
-        if out.exists():  # an interrupted run: start it again from its checkpoints
-            args = ["fit", "--resume", str(out)]
-        else:
-            args = ["fit", str(rfile), "--out", str(out)]
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "umsrep", *args], check=True, env=env,
-                       stdout=(out.parent / f"{out.name}.log").open("w"), stderr=subprocess.STDOUT)
-        print(f"  {out.name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    return json.loads((out / "metrics.json").read_text())
+def fit_metrics(raw: dict, folder: Path, env: dict | None = None) -> dict:
+    """metrics.json of ``umsrep fit`` of ``raw`` in ``folder/run`` (reused when complete, resumed if interrupted)."""
+    return json.loads((run_fit(raw, folder, env, []) / "metrics.json").read_text())
 
 
 def summarize(m: dict, task: str) -> dict:
@@ -124,7 +113,7 @@ def main():
         for frac in a.fractions:
             for arm in a.arms:
                 raw = case_recipe(case, arm, frac, a.epochs, card, bases[cname])
-                m = run_one(raw, out / cname / raw["name"], env)
+                m = fit_metrics(raw, out / cname / raw["name"], env)
                 rows[f"{arm}@{frac:g}"] = {"arm": arm, "fraction": frac, **summarize(m, case["task"])}
         full = [r["best_val_loss"] for r in rows.values() if r["fraction"] == max(a.fractions)]
         target = max(full)
@@ -168,8 +157,7 @@ def quick_setup(out: Path):
             "output": {"html": False}}
     env = {**os.environ, "UMSREP_PRETRAINED": str(reg)}
     if not (reg / "quick-cdae").is_dir():
-        m_dir = out / "pretrain"
-        run_one(base, m_dir, env)
+        m_dir = run_fit(base, out / "pretrain", env, [])
         subprocess.run([sys.executable, "-m", "umsrep", "pretrained", "publish", str(m_dir), "quick-cdae",
                         "--dest", str(reg)], check=True, env=env)
     case = {"quick": {"recipe": None, "task": "lesion", "encoder": "quick-cdae"}}
