@@ -34,5 +34,5 @@ setup(
         "test": ["pytest>=7.4", "tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
         "bench": ["torch>=2.13"],  # bench/train_throughput.py's PyTorch cases (CPU wheel is enough)
     },
-    entry_points={"console_scripts": ["umsrep=umsrep.cli:main"]},
+    entry_points={"console_scripts": ["umsrep=umsrep.cli:run"]},
 )

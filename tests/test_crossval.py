@@ -71,7 +71,7 @@ def test_interrupted_cv_resumes_at_the_unfinished_fold(tiny_recipe_file, cv_run,
     assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 130
     monkeypatch.undo()
     assert json.loads((out / "fold0" / "run.json").read_text())["status"] == "complete"
-    assert json.loads((out / "run.json").read_text())["status"] == "training"
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     mtime = (out / "fold0" / "model.keras").stat().st_mtime_ns
     assert main(["fit", "--resume", str(out)]) == 0
     assert (out / "fold0" / "model.keras").stat().st_mtime_ns == mtime   # finished fold kept, not retrained

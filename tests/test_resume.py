@@ -72,7 +72,7 @@ def test_resume_gives_the_same_final_weights(tiny_recipe_file, uninterrupted, tm
     out = tmp_path / "run"
     calls = _interrupt_after(monkeypatch, n_saves)
     assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 130
-    assert json.loads((out / "run.json").read_text())["status"] == "training"
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
     assert not (out / "metrics.json").exists()
     monkeypatch.undo()
     assert main(["fit", "--resume", str(out)]) == 0

@@ -1,3 +1,3 @@
-from umsrep.cli import main
+from umsrep.cli import run
 
-raise SystemExit(main())
+raise SystemExit(run())

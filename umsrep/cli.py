@@ -1,7 +1,9 @@
 """The ``umsrep`` command line. Imports nothing heavy at start-up: TensorFlow is loaded only by the commands
 that train or predict, so ``umsrep --help`` and ``umsrep validate`` answer fast.
 
-Expected failures (bad recipe, bad data, bad run directory) print one line ``umsrep: error: ...`` and exit 2.
+Expected failures (bad recipe, bad data, bad run directory, file-system and encoding errors, damaged files) print
+one line ``umsrep: error: ...`` and exit 2 — :func:`main` is the one error boundary; ``--debug`` shows the
+traceback instead. Ctrl-C exits 130. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from pathlib import Path
 
 from umsrep import __version__
-from umsrep.errors import UmsrepError
+from umsrep.errors import UmsrepError, describe, one_line
 
 
 def _log(msg: str) -> None:
@@ -20,8 +22,20 @@ def _log(msg: str) -> None:
 
 
 def _quiet_tf():
-    # TensorFlow's C++ start-up banner is noise for a CLI user; an explicit user setting wins.
+    # TensorFlow's C++ log threshold must be set before TensorFlow is imported; an explicit user setting wins.
+    # (Set here, by the CLI only; importing umsrep changes no global switch.)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _quiet_python_logs() -> None:
+    """TensorFlow's, absl's and Keras' Python-level start-up lines, retracing warnings and framework warnings are
+    not for a CLI user (``--verbose`` keeps them)."""
+    import logging
+    import warnings
+
+    for name in ("tensorflow", "absl", "keras", "h5py", "jax"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(tensorflow|keras|absl|tf2onnx|onnx|google)(\.|$)")
 
 
 def cmd_validate(args) -> int:
@@ -92,7 +106,6 @@ def cmd_fit(args) -> int:
         recipe, run = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent), None
     if recipe.representation.source:  # refuse a mismatching encoder before anything is written
         read_preprocessing(recipe.representation.source, recipe)
-    _quiet_tf()
     from umsrep.rundir import RunDir
     from umsrep.train.fit import fit
 
@@ -100,17 +113,28 @@ def cmd_fit(args) -> int:
         run = RunDir.create(recipe.output.dir, recipe.name, args.out)
         _log(f"run directory: {run.path}")
     else:
-        _log(f"resuming run directory: {run.path}")
+        state = run.describe_state()
+        run.lock()
+        run.mark("training")
+        _log(f"resuming run directory: {run.path} (it {state})")
     from umsrep.console import print_cv_summary, print_summary
 
-    metrics = fit(recipe, run, log=_log)
+    try:
+        metrics = fit(recipe, run, log=_log)
+    except KeyboardInterrupt:
+        run.mark("interrupted", f"interrupted; continue with `umsrep fit --resume {run.path}`")
+        raise
+    except BaseException as e:  # noqa: B036  (marked, then re-raised to the error boundary)
+        run.mark("failed", describe(e) or f"{type(e).__name__}: {one_line(e)}")
+        raise
+    finally:
+        run.unlock()
     (print_cv_summary if "cv" in metrics else print_summary)(metrics)
     _log(f"done: {run / RunDir.REPORT}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    _quiet_tf()
     from umsrep.evaluate.runs import evaluate_run
 
     from umsrep.console import print_summary
@@ -120,10 +144,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    _quiet_tf()
     from umsrep.predict import predict
 
-    predict(args.run_dir, args.inputs, args.out, batch_size=args.batch_size, log=_log)
+    predict(args.run_dir, args.inputs, args.out, batch_size=args.batch_size, overwrite=args.overwrite, log=_log)
     return 0
 
 
@@ -132,7 +155,6 @@ def cmd_tune(args) -> int:
         from umsrep.errors import RecipeError
 
         raise RecipeError("--out cannot be combined with --resume (the search continues in its own folder)")
-    _quiet_tf()
     from umsrep.tune import tune
 
     tune(args.recipe, args.set, args.out, trials=args.trials, resume=args.resume, log=_log)
@@ -140,19 +162,27 @@ def cmd_tune(args) -> int:
 
 
 def cmd_export(args) -> int:
-    _quiet_tf()
     from umsrep.export import export
 
-    export(args.run_dir, args.format, args.out, samples=args.samples, log=_log)
+    export(args.run_dir, args.format, args.out, samples=args.samples, overwrite=args.overwrite, log=_log)
     return 0
 
 
 def cmd_report(args) -> int:
-    _quiet_tf()
     from umsrep.evaluate.runs import report_run
 
     report_run(args.run_dir, log=_log)
     return 0
+
+
+def _card_row(c):
+    pre, tr = c["preprocessing"], c.get("training") or {}
+    levels = (c.get("denoising") or {}).get("levels", {})
+    psnr = ", ".join(f"{lv} {v['psnr_denoised']:.1f}" for lv, v in levels.items()) or "—"
+    return (str(c.get("modality")), str(pre.get("kind")),
+            "x".join(map(str, pre.get("image_size", []))) + f"x{pre.get('channels')}",
+            str(pre.get("normalization")), f"{c.get('parameters') or 0:,}",
+            f"{tr.get('how')} on {Path(str(tr.get('data'))).name}", psnr)
 
 
 def cmd_pretrained(args) -> int:
@@ -169,17 +199,18 @@ def cmd_pretrained(args) -> int:
         table = Table(title=f"pretrained encoders ({pretrained.pretrained_root()})")
         for col in ("name", "modality", "kind", "input", "normalization", "parameters", "trained", "PSNR denoised"):
             table.add_column(col)
+        bad = []
         for n in names:
-            c = pretrained.read_card(pretrained.pretrained_root() / n)
-            pre, tr = c["preprocessing"], c.get("training", {})
-            levels = c.get("denoising", {}).get("levels", {})
-            psnr = ", ".join(f"{lv} {v['psnr_denoised']:.1f}" for lv, v in levels.items()) or "—"
-            table.add_row(n, str(c.get("modality")), str(pre.get("kind")),
-                          "x".join(map(str, pre.get("image_size", []))) + f"x{pre.get('channels')}",
-                          str(pre.get("normalization")), f"{c.get('parameters') or 0:,}",
-                          f"{tr.get('how')} on {Path(str(tr.get('data'))).name}", psnr)
+            try:  # one damaged card must not hide the others
+                table.add_row(n, *_card_row(pretrained.read_card(pretrained.pretrained_root() / n)))
+            except (UmsrepError, KeyError, TypeError, ValueError, AttributeError) as e:
+                bad.append(describe(e) or f"{pretrained.pretrained_root() / n / pretrained.CARD_FILE}: "
+                           f"malformed card ({type(e).__name__}: {one_line(e)})")
+                table.add_row(n, "[red]unreadable card (see below)[/red]", *[""] * 6)
         Console(width=160).print(table)
-        return 0
+        for b in bad:
+            print(f"umsrep: error: {b}", file=sys.stderr)
+        return 2 if bad else 0
     if args.action == "show":
         import yaml
 
@@ -194,20 +225,60 @@ def cmd_pretrained(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    _quiet_tf()
     from umsrep.predict import explain
 
     explain(args.run_dir, args.inputs, args.out, args.task, layer=args.layer, class_name=args.class_name,
-            method=args.method, batch_size=args.batch_size, log=_log)
+            method=args.method, batch_size=args.batch_size, overwrite=args.overwrite, log=_log)
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with umsrep's one-line errors (no usage block; ``--help`` shows it)."""
+
+    def error(self, message):
+        self.exit(2, f"umsrep: error: {self.prog}: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def _int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+positive_int = _int_at_least(1)
+
+# the image-size cap (pixels, checked from the file header before decoding; see umsrep.data.readers)
+MAX_PIXELS_ENV = "UMSREP_MAX_IMAGE_PIXELS"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="umsrep", description="Unified Modality-Specific Representations: train a "
-                                "shared encoder per imaging modality, attach light task heads.")
+    common = argparse.ArgumentParser(add_help=False)  # accepted before or after the command
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error instead of one line")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show TensorFlow's start-up and framework log lines")
+    common.add_argument("--max-image-pixels", type=positive_int, default=argparse.SUPPRESS, metavar="N",
+                        help=f"refuse input images with more pixels (from the header, before decoding; default "
+                        f"100000000, or ${MAX_PIXELS_ENV})")
+    p = _Parser(prog="umsrep", parents=[common], description="Unified Modality-Specific Representations: train a "
+                "shared encoder per imaging modality, attach light task heads.")
     p.add_argument("--version", action="version", version=f"umsrep {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add = sub.add_parser
+
+    def add_parser(name, **kw):
+        return _add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser
 
     f = sub.add_parser("fit", help="train and evaluate from a recipe")
     f.add_argument("recipe", nargs="?", help="recipe YAML file (optional with --resume)")
@@ -230,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="KerasTuner search over recipe fields (the recipe's search section)")
     t.add_argument("recipe", nargs="?", help="recipe YAML file with a search section (optional with --resume)")
-    t.add_argument("--trials", type=int, help="maximum trials (overrides search.max_trials)")
+    t.add_argument("--trials", type=positive_int, help="maximum trials (overrides search.max_trials)")
     t.add_argument("--out", help="search folder (new or empty); default <output.dir>/<name>-tune-<time>")
     t.add_argument("--resume", metavar="OUT", help="continue an interrupted search in OUT")
     t.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a recipe field")
@@ -239,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export the inference model (SavedModel, ONNX, TFLite), verified")
     x.add_argument("run_dir")
     x.add_argument("--format", required=True, choices=["savedmodel", "onnx", "tflite"])
-    x.add_argument("--out", required=True, help="output path (must not exist)")
+    x.add_argument("--out", required=True, help="output path (must not exist unless --overwrite)")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out (only once the new "
+                   "export is made and verified)")
     x.add_argument("--samples", nargs="+", metavar="IMAGE_OR_DIR",
                    help="images to verify the export on (default: 4 seeded random images)")
     x.set_defaults(func=cmd_export)
@@ -251,24 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="masks and class probabilities for new images (files, folders, DICOM)")
     pr.add_argument("run_dir")
     pr.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    pr.add_argument("--out", required=True, help="output folder")
-    pr.add_argument("--batch-size", type=int, default=16)
+    pr.add_argument("--out", required=True, help="output folder (new or empty unless --overwrite)")
+    pr.add_argument("--overwrite", action="store_true", help="write into an --out that already holds files "
+                    "(files of the same names are replaced)")
+    pr.add_argument("--batch-size", type=positive_int, default=16)
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("explain", help="Grad-CAM heat maps of a classification head for new images")
     ex.add_argument("run_dir")
     ex.add_argument("inputs", nargs="+", help="image files and/or folders")
     ex.add_argument("--task", required=True, help="classification task (head) to explain")
-    ex.add_argument("--out", required=True, help="output folder (heatmaps/, overlays/, explanations.csv/.json)")
+    ex.add_argument("--out", required=True, help="output folder (heatmaps/, overlays/, explanations.csv/.json); "
+                    "new or empty unless --overwrite")
+    ex.add_argument("--overwrite", action="store_true", help="write into an --out that already holds files")
     ex.add_argument("--layer", help="layer path, e.g. encoder/enc3_relu (default: the last conv block before "
                     "the head)")
     ex.add_argument("--class", dest="class_name", help="explain this class (default: each image's predicted one)")
     ex.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++"])
-    ex.add_argument("--batch-size", type=int, default=16)
+    ex.add_argument("--batch-size", type=positive_int, default=16)
     ex.set_defaults(func=cmd_explain)
 
     pt = sub.add_parser("pretrained", help="shipped pretrained encoders: list, show a card, publish a run's encoder")
     pts = pt.add_subparsers(dest="action", required=True, metavar="ACTION")
+    _padd = pts.add_parser
+    pts.add_parser = lambda name, **kw: _padd(name, parents=[common], **kw)
     pts.add_parser("list", help="the encoders in pretrained/ with their cards")
     sh = pts.add_parser("show", help="one encoder's card (its SHA-256 is verified)")
     sh.add_argument("name", help="a shipped name or an encoder folder")
@@ -282,16 +361,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; the error boundary: expected failures become one line ``umsrep: error: ...`` on stderr and
+    exit code 2 (``--debug``: the traceback instead), Ctrl-C 130. Anything else is a bug and keeps its traceback."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad option (one line, exit 2)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    debug, verbose = getattr(args, "debug", False), getattr(args, "verbose", False)
+    if not verbose:
+            _quiet_python_logs()
+    if getattr(args, "max_image_pixels", None):
+        os.environ[MAX_PIXELS_ENV] = str(args.max_image_pixels)
+    # OpenCV's own decoder cap, for content the header check does not parse (read when OpenCV first decodes)
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", os.environ.get(MAX_PIXELS_ENV, "100000000"))
     try:
         return args.func(args)
-    except UmsrepError as e:
-        print(f"umsrep: error: {e}", file=sys.stderr)
-        return e.exit_code
     except KeyboardInterrupt:
+        if debug:
+            raise
         print("umsrep: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        message = describe(e)
+        if message is None or debug:
+            raise
+        print(f"umsrep: error: {_printable(message)}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+
+
+def _printable(text: str) -> str:
+    """Undecodable bytes of POSIX file names (surrogate escapes) as \\xNN, so the line always prints."""
+    try:
+        return one_line(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeError:
+        return one_line(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def run() -> int:
+    """The process entry point (``umsrep``, ``python -m umsrep``): :func:`main` with TensorFlow's C++ start-up lines
+    filtered out of stderr (they are written by C++ before any log setting applies; ``--verbose`` keeps them)."""
+    argv = sys.argv[1:]
+    if "--verbose" in argv:
+        return main(argv)
+    from umsrep.console import filtered_stderr
+
+    with filtered_stderr():
+        return main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(run())

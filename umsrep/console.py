@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import threading
+
 HEADLINE = {"segmentation": ("dice", "iou", "pixel_accuracy"),
             "classification": ("accuracy", "f1", "mcc", "roc_auc")}
 
@@ -46,8 +52,6 @@ def print_cv_summary(metrics: dict, title="cross-validation (test folds): mean Â
 def progress(items, description, log=print):
     """Iterate ``items`` with a progress bar on stderr for long batches (plain iteration when short or when
     stderr is not a terminal)."""
-    import sys
-
     items = list(items)
     if len(items) < 8 or not sys.stderr.isatty():
         return items
@@ -55,3 +59,47 @@ def progress(items, description, log=print):
     from rich.progress import track
 
     return track(items, description=description, console=Console(stderr=True), transient=True)
+
+
+# TensorFlow's C++ start-up and info lines (absl format), its CPU-feature notice and the CUDA-probing errors of a
+# machine without a GPU: written by C++ to file descriptor 2 before any log setting applies.
+TF_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|To enable the following instructions:"
+    r"|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+    r"|E\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] .*(cuInit|[Uu]nable to register|cuda|CUDA|TF-TRT))")
+
+
+@contextlib.contextmanager
+def filtered_stderr(noise=TF_NOISE):
+    """For the process entry point only: route file descriptor 2 through a filter that drops ``noise`` lines (C++
+    log lines of the frameworks); Python's own ``sys.stderr`` writes straight to the original stream."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        r, w = os.pipe()
+    except (OSError, AttributeError, ValueError):  # no real stderr (embedded, some IDEs): leave it alone
+        yield
+        return
+    os.dup2(w, 2)
+    os.close(w)
+    old = sys.stderr
+    sys.stderr = open(saved, "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
+                      errors="backslashreplace", closefd=False)
+
+    def pump():
+        with open(r, "rb") as pipe:
+            for line in pipe:
+                if not noise.match(line.decode("utf-8", "replace")):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=pump, name="umsrep-stderr-filter", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the pipe's write end held at fd 2: the filter reads to its end
+        thread.join(timeout=5)
+        sys.stderr = old
+        os.close(saved)

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from umsrep.data.readers import IMAGE_EXTENSIONS, read_image, resize_image
-from umsrep.errors import DataError
-from umsrep.io import write_bytes, write_json, write_text
+from umsrep.errors import DataError, RunDirError
+from umsrep.io import load_keras, path_text, write_bytes, write_json, write_text
 
 
 def collect_inputs(inputs):
@@ -32,12 +32,12 @@ def collect_inputs(inputs):
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise DataError(f"{p}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                raise DataError(f"{path_text(p)}: folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             files += found
         elif p.is_file():
             files.append(p)
         else:
-            raise DataError(f"{p}: no such file or folder")
+            raise DataError(f"{path_text(p)}: no such file or folder")
     return files
 
 
@@ -50,26 +50,40 @@ def _png(arr) -> bytes:
     return buf.tobytes()
 
 
-def load_run_inputs(run_dir, inputs, log=print):
-    """(run, run.json, model, files, images) — every input read and resized before anything is written."""
-    import keras
+def check_out_folder(out, overwrite=False) -> Path:
+    """``--out`` of predict / explain: a new or empty folder, or any folder with ``overwrite`` — never a file, and
+    never one whose files would be replaced silently."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{path_text(out)}: --out exists and is not a folder")
+    if out.is_dir() and not overwrite and any(out.iterdir()):
+        raise RunDirError(f"{path_text(out)}: --out already holds files; choose a new or empty folder, or give "
+                          f"--overwrite to replace files of the same names")
+    return out
 
-    import umsrep.models.layers  # noqa: F401
+
+def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False):
+    """(run, run.json, model, files, images) — every input read and resized, the model loaded and ``out`` checked
+    before anything is written."""
     from umsrep.console import progress
     from umsrep.rundir import RunDir
 
     run = RunDir.open(run_dir)
     run.require_model()
+    if out is not None:
+        check_out_folder(out, overwrite)
     meta = run.read_json(RunDir.RUN)
-    pre = meta["preprocessing"]
+    pre = meta.get("preprocessing") or {}
+    if "image_size" not in pre or "channels" not in pre:
+        raise RunDirError(f"{path_text(run / RunDir.RUN)}: lacks the preprocessing of a trained run")
     size, channels = tuple(pre["image_size"]), int(pre["channels"])
     files = collect_inputs(inputs)
     x = np.stack([resize_image(read_image(f, channels), size)
                   for f in progress(files, "reading", log)]).astype(np.float32)
-    return run, meta, keras.models.load_model(run.model_path), files, x
+    return run, meta, load_keras(run.model_path), files, x
 
 
-def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
+def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> dict:
     import tensorflow as tf
 
     from umsrep.console import progress
@@ -79,7 +93,9 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
     from umsrep.recipe import load_recipe
     from umsrep.rundir import RunDir
 
-    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log)
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log, out, overwrite)
     fn = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
     log(f"predicting {len(files)} images with {run.path.name}")
     chunks = [pipeline.predict(fn, x[i:i + batch_size], batch_size)
@@ -93,7 +109,7 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
     stems = _unique_stems(files)
     rows = []
     for i, f in enumerate(files):
-        row = {"file": str(f)}
+        row = {"file": path_text(f)}
         masks = []
         for name, t in meta["tasks"].items():
             probs = outs[name][i]
@@ -106,19 +122,19 @@ def predict(run_dir, inputs, out, batch_size=16, log=print) -> dict:
                 img = (pred * 255).astype(np.uint8) if len(t["classes"]) == 1 else pred.astype(np.uint8)
                 path = out / "masks" / f"{stems[i]}_{name}.png"
                 write_bytes(path, _png(img))
-                row[f"{name}_mask"] = str(path)
+                row[f"{name}_mask"] = path_text(path)
                 row[f"{name}_fraction"] = float((pred > 0).mean())
         row.update({d: bool(v[i]) for d, v in decisions.items()})
         if masks:
             path = out / "overlays" / f"{stems[i]}.png"
             write_bytes(path, _png(mask_overlay(x[i], masks)[..., ::-1]))
-            row["overlay"] = str(path)
+            row["overlay"] = path_text(path)
         if "denoise" in outs:
             path = out / "denoised" / f"{stems[i]}.png"
             d = np.clip(outs["denoise"][i], 0, 1)
             d = d[..., ::-1] if d.shape[-1] == 3 else d  # RGB -> OpenCV's BGR
             write_bytes(path, _png(np.round(d * 255).astype(np.uint8)))
-            row["denoised"] = str(path)
+            row["denoised"] = path_text(path)
         rows.append(row)
     _write_table(out, "predictions", rows, {"run": str(run.path), "decisions": {
         k: v.rule for k, v in recipe.derive.items()}})
@@ -151,13 +167,15 @@ def mask_overlay(image, masks, alpha=0.4) -> np.ndarray:
 
 
 def explain(run_dir, inputs, out, task, layer=None, class_name=None, method="gradcam", batch_size=16,
-            log=print) -> dict:
+            overwrite=False, log=print) -> dict:
     """``umsrep explain``: Grad-CAM / Grad-CAM++ heat maps of a classification head for new images."""
     from umsrep.console import progress
     from umsrep.errors import RecipeError
     from umsrep.explain.gradcam import GradCam, colorize, overlay
 
-    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log)
+    if batch_size < 1:
+        raise DataError(f"batch size must be at least 1, got {batch_size}")
+    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log, out, overwrite)
     cam = GradCam(model, task, layer=layer, method=method)
     classes = meta["tasks"][task]["classes"]
     if class_name is not None and class_name not in classes:
@@ -172,10 +190,10 @@ def explain(run_dir, inputs, out, task, layer=None, class_name=None, method="gra
             heat, over = out / "heatmaps" / f"{stems[k]}_{task}.png", out / "overlays" / f"{stems[k]}_{task}.png"
             write_bytes(heat, _png(colorize(m)[..., ::-1]))
             write_bytes(over, _png(overlay(x[k], m)[..., ::-1]))
-            rows.append({"file": str(files[k]), "task": task, "explained_class": classes[r.classes[j]],
+            rows.append({"file": path_text(files[k]), "task": task, "explained_class": classes[r.classes[j]],
                          "probability": float(r.probs[j, r.classes[j]]),
-                         "predicted_class": classes[int(np.argmax(r.probs[j]))], "heatmap": str(heat),
-                         "overlay": str(over)})
+                         "predicted_class": classes[int(np.argmax(r.probs[j]))], "heatmap": path_text(heat),
+                         "overlay": path_text(over)})
     _write_table(out, "explanations", rows, {"run": str(run.path), "task": task, "layer": cam.layer,
                                              "method": method})
     log(f"wrote {out / 'explanations.csv'} ({len(rows)} images)")
@@ -192,9 +210,10 @@ def _write_table(out, stem, rows, header):
 
 
 def _unique_stems(files):
+    """Output names per input: the file's stem (undecodable bytes written as \\xNN text), numbered when repeated."""
     seen, stems = {}, []
     for f in files:
-        s = Path(f).stem
+        s = path_text(Path(f).stem)
         k = seen.get(s, 0)
         seen[s] = k + 1
         stems.append(s if k == 0 else f"{s}_{k}")

@@ -14,7 +14,6 @@ Cheap to import: no TensorFlow (``umsrep pretrained list`` and recipe validation
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ from typing import Dict, List
 import yaml
 
 from umsrep.errors import RecipeError, RunDirError
+from umsrep.io import write_text
 
 CARD_FILE, ENCODER_FILE = "card.yaml", "encoder.keras"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -67,14 +67,22 @@ def sha256(path) -> str:
 
 
 def read_card(folder) -> Dict:
+    """The card of an encoder folder (UTF-8 YAML: duplicate keys and alias bombs refused), or a one-line error."""
+    from umsrep.errors import DataError
+    from umsrep.io import load_yaml, path_text, read_text, yaml_error_text
+
     path = Path(folder) / CARD_FILE
     try:
-        card = yaml.safe_load(path.read_text())
+        card = load_yaml(read_text(path, "card"))
+    except DataError as e:
+        raise RecipeError(str(e)) from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise RecipeError(f"{path_text(path)}: {yaml_error_text(e)}") from None
     missing = [k for k in ("name", "sha256", "preprocessing") if not isinstance(card, dict) or k not in card]
     if missing:
-        raise RecipeError(f"{path}: card lacks {missing[0]!r}")
+        raise RecipeError(f"{path_text(path)}: card lacks {missing[0]!r}")
+    if not isinstance(card["preprocessing"], dict):
+        raise RecipeError(f"{path_text(path)}: preprocessing: expected a mapping")
     return card
 
 
@@ -158,8 +166,10 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
     if out.exists():
         raise RunDirError(f"{out}: already exists (remove it or choose another name)")
     recipe = load_recipe(run / "recipe.yaml")
-    metrics = json.loads((run / "metrics.json").read_text())
-    pre = json.loads((enc / "preprocessing.json").read_text())
+    from umsrep.rundir import RunDir
+
+    metrics = RunDir(run).read_json("metrics.json")
+    pre = RunDir(enc).read_json("preprocessing.json")
     pre.pop("init_from", None)
     stage = metrics.get("stages", {}).get("representation", {})
     rep = recipe.representation
@@ -187,7 +197,7 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
         shutil.copy2(enc / ENCODER_FILE, out / ENCODER_FILE)
         card["sha256"] = sha256(out / ENCODER_FILE)
         card["size_bytes"] = (out / ENCODER_FILE).stat().st_size
-        (out / CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
+        write_text(out / CARD_FILE, yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise

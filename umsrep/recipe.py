@@ -571,6 +571,8 @@ def _expand_tree(obj, path=""):
 
 def apply_overrides(raw: dict, overrides: List[str], source: str = "--set") -> dict:
     """Apply ``key.path=value`` overrides; values are parsed as YAML scalars/lists."""
+    from umsrep.io import load_yaml
+
     raw = copy.deepcopy(raw)
     for item in overrides or []:
         if "=" not in item:
@@ -580,7 +582,7 @@ def apply_overrides(raw: dict, overrides: List[str], source: str = "--set") -> d
         if not parts:
             raise RecipeError(f"{source} {item!r}: empty key")
         try:
-            parsed = yaml.safe_load(value) if value.strip() else ""
+            parsed = load_yaml(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value
         node = raw
@@ -637,21 +639,23 @@ def parse_recipe(raw: Any, source: str = "recipe", overrides: Optional[List[str]
 
 
 def load_recipe(path, overrides: Optional[List[str]] = None) -> Recipe:
+    """Read, parse and validate a recipe file. YAML is parsed by :func:`umsrep.io.load_yaml`: duplicate keys are
+    refused with their line, aliases are bounded before anything is constructed."""
+    from umsrep.errors import DataError
+    from umsrep.io import load_yaml, path_text, read_text, yaml_error_text
+
     path = Path(path)
+    if not path.exists():
+        raise RecipeError(f"{path_text(path)}: recipe file not found")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"{path}: recipe file not found") from None
-    except OSError as e:
-        raise RecipeError(f"{path}: cannot read recipe ({e.strerror})") from None
+        text = read_text(path, "recipe")
+    except DataError as e:
+        raise RecipeError(str(e)) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise RecipeError(f"{path}: invalid YAML{where}: {problem}") from None
-    recipe = parse_recipe(raw, str(path), overrides)
+        raise RecipeError(f"{path_text(path)}: {yaml_error_text(e)}") from None
+    recipe = parse_recipe(raw, path_text(path), overrides)
     return recipe
 
 

@@ -3,45 +3,134 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
-from umsrep.errors import RunDirError
-from umsrep.io import write_json, write_text
+from umsrep.errors import DataError, RunDirError
+from umsrep.io import path_text, read_text, write_json, write_text
 
 
 class RunDir:
     RECIPE, RUN, SPLITS, METRICS, REPORT = "recipe.yaml", "run.json", "splits.json", "metrics.json", "report.md"
     MODEL, ENCODER_DIR, LOGS, CHECKPOINTS = "model.keras", "encoder", "logs", "checkpoints"
-    HTML = "report.html"
+    HTML, LOCK = "report.html", ".umsrep.lock"
 
     def __init__(self, path):
         self.path = Path(path)
+        self._lock_fd = None
 
     @classmethod
     def create(cls, parent, name, out=None) -> "RunDir":
         """``out`` if given (must be new or empty: an existing run is never overwritten), else
-        ``parent/<name>-<timestamp>``."""
+        ``parent/<name>-<timestamp>``. Claimed atomically and returned locked (:meth:`lock`): of two runs started
+        at the same moment on the same folder, one gets it and the other a one-line error."""
         if out is not None:
             path = Path(out)
-            if path.exists() and any(path.iterdir()):
-                raise RunDirError(f"{path}: output folder exists and is not empty (choose a new --out)")
+            if path.exists() and not path.is_dir():
+                raise RunDirError(f"{path_text(path)}: exists and is not a folder (choose a new --out)")
+            if path.is_dir() and any(path.iterdir()):
+                raise RunDirError(cls(path).occupied_message())
+            path.mkdir(parents=True, exist_ok=True)
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            path = Path(parent) / f"{name}-{stamp}"
-            k = 1
-            while path.exists():
-                path = Path(parent) / f"{name}-{stamp}-{k}"
-                k += 1
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+            Path(parent).mkdir(parents=True, exist_ok=True)
+            path, k = Path(parent) / f"{name}-{stamp}", 0
+            while True:
+                try:
+                    path.mkdir()  # no exist_ok: a folder another run just made is never shared
+                    break
+                except FileExistsError:
+                    k += 1
+                    path = Path(parent) / f"{name}-{stamp}-{k}"
+        rd = cls(path)
+        try:  # the claim: exactly one process creates the lock file of a new run
+            fd = os.open(path / cls.LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            raise RunDirError(f"{path_text(path)}: another umsrep run claimed this folder at the same moment "
+                              f"(two runs never share one; choose a new --out)") from None
+        os.close(fd)
+        rd.lock()
+        return rd
+
+    # -- lock and status ------------------------------------------------------------------------------------------
+    def lock(self) -> "RunDir":
+        """Hold ``.umsrep.lock`` (an OS file lock, released when the process ends) while this process writes the run;
+        a second process (a concurrent ``--resume``) is refused with one line."""
+        if self._lock_fd is not None:
+            return self
+        fd = os.open(self.path / self.LOCK, os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover  (no advisory locks on this platform: the claim file still holds)
+            self._lock_fd = fd
+            return self
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise RunDirError(f"{path_text(self.path)}: in use by another umsrep process (it holds "
+                              f"{self.LOCK}); wait for it to end") from None
+        self._lock_fd = fd
+        return self
+
+    def __del__(self):
+        self.unlock()
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
+    def status(self):
+        """``(status, reason)`` from run.json, or ``(None, None)`` when it has none or cannot be read."""
+        try:
+            meta = self.read_json(self.RUN) if (self.path / self.RUN).is_file() else {}
+        except RunDirError:
+            return None, None
+        return meta.get("status"), meta.get("reason")
+
+    def describe_state(self) -> str:
+        status, reason = self.status()
+        if status is None:
+            return "holds files but no umsrep run"
+        if status == "complete":
+            return "holds a complete umsrep run"
+        if status == "failed":
+            return f"holds a umsrep run that stopped on an error ({reason})"
+        if status == "interrupted":
+            return "holds a umsrep run that was interrupted"
+        return f"holds a umsrep run with status {status!r} (killed while training, or still running)"
+
+    def occupied_message(self) -> str:
+        status, _ = self.status()
+        hint = ("continue it with `umsrep fit --resume " + path_text(self.path) + "` or choose a new --out"
+                if status not in (None, "complete") else "choose a new --out")
+        return f"{path_text(self.path)}: output folder exists and is not empty: it {self.describe_state()}; {hint}"
+
+    def mark(self, status: str, reason=None) -> None:
+        """Set run.json's status (and reason) — best effort: a full disk must not hide the original error."""
+        try:
+            meta = self.read_json(self.RUN) if (self.path / self.RUN).is_file() else {}
+        except RunDirError:
+            meta = {}
+        meta = {k: v for k, v in meta.items() if k not in ("status", "reason", "stopped")}
+        meta["status"] = status
+        if reason is not None:
+            meta.update(reason=reason, stopped=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        try:
+            self.write_json(self.RUN, meta)
+        except OSError:
+            pass
 
     @classmethod
     def open(cls, path) -> "RunDir":
         rd = cls(path)
+        if rd.path.exists() and not rd.path.is_dir():
+            raise RunDirError(f"{path_text(rd.path)}: not a umsrep run directory (it is a file)")
         for f in (cls.RUN, cls.RECIPE):
             if not (rd.path / f).is_file():
-                raise RunDirError(f"{rd.path}: not a umsrep run directory (missing {f})")
+                raise RunDirError(f"{path_text(rd.path)}: not a umsrep run directory (missing {f})")
         return rd
 
     def __truediv__(self, name):
@@ -55,12 +144,14 @@ class RunDir:
 
     def read_json(self, name):
         p = self.path / name
+        if not p.exists():
+            raise RunDirError(f"{path_text(p)}: missing (was the run completed?)")
         try:
-            return json.loads(p.read_text())
-        except FileNotFoundError:
-            raise RunDirError(f"{p}: missing (was the run completed?)") from None
+            return json.loads(read_text(p, "JSON file"))
+        except DataError as e:
+            raise RunDirError(str(e)) from None
         except json.JSONDecodeError as e:
-            raise RunDirError(f"{p}: invalid JSON ({e.msg} at line {e.lineno})") from None
+            raise RunDirError(f"{path_text(p)}: invalid JSON ({e.msg} at line {e.lineno})") from None
 
     @property
     def is_complete(self) -> bool:

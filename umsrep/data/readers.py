@@ -5,10 +5,16 @@
 * :func:`resize_image` / :func:`resize_mask` resize with cubic / nearest-neighbour interpolation.
 
 Every problem with a file raises :class:`umsrep.errors.DataError` with a one-line message that starts with the path.
+
+A file whose header declares more than :func:`max_image_pixels` pixels (default 100 megapixels,
+``$UMSREP_MAX_IMAGE_PIXELS`` or ``umsrep --max-image-pixels``) is refused before it is decoded: PNG, JPEG, BMP and
+TIFF dimensions are read from the header (:func:`header_size`), DICOM from Rows x Columns x frames.
 """
 
 from __future__ import annotations
 
+import os
+import struct
 from pathlib import Path
 
 import cv2
@@ -21,6 +27,108 @@ DICOM_EXTENSIONS = (".dcm", ".dicom")
 
 # cv2.resize handles these dtypes; others are resized with the equivalent numpy indexing.
 _CV2_RESIZE_DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64)
+
+
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "UMSREP_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The cap on pixels per input image: ``$UMSREP_MAX_IMAGE_PIXELS`` (set by ``umsrep --max-image-pixels``) or
+    100 megapixels."""
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    try:
+        return int(value) if value else DEFAULT_MAX_IMAGE_PIXELS
+    except ValueError:
+        raise DataError(f"${MAX_PIXELS_ENV}: expected a whole number of pixels, got {value!r}") from None
+
+
+def _png_size(head: bytes):
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", head[16:24])
+        return w, h
+    return None
+
+
+def _bmp_size(head: bytes):
+    if head[:2] != b"BM" or len(head) < 26:
+        return None
+    if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        return struct.unpack("<HH", head[18:22])
+    w, h = struct.unpack("<ii", head[18:26])
+    return abs(w), abs(h)
+
+
+def _jpeg_size(fh):
+    fh.seek(2)
+    while True:
+        b = fh.read(1)
+        while b and b != b"\xff":
+            b = fh.read(1)
+        while b == b"\xff":
+            b = fh.read(1)
+        if not b:
+            return None
+        marker = b[0]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            continue
+        length = fh.read(2)
+        if len(length) < 2:
+            return None
+        n = struct.unpack(">H", length)[0]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):  # SOFn
+            sof = fh.read(5)
+            if len(sof) < 5:
+                return None
+            h, w = struct.unpack(">HH", sof[1:5])
+            return w, h
+        if marker == 0xDA or n < 2:  # start of scan before any frame header: not a valid JPEG
+            return None
+        fh.seek(n - 2, 1)
+
+
+def _tiff_size(fh, head: bytes):
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None or struct.unpack(order + "H", head[2:4])[0] != 42:
+        return None
+    fh.seek(struct.unpack(order + "I", head[4:8])[0])
+    count = fh.read(2)
+    if len(count) < 2:
+        return None
+    size = {}
+    for _ in range(min(struct.unpack(order + "H", count)[0], 4096)):
+        entry = fh.read(12)
+        if len(entry) < 12:
+            break
+        tag, typ = struct.unpack(order + "HH", entry[:4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
+            size[tag] = struct.unpack(order + ("H" if typ == 3 else "I"), entry[8:10] if typ == 3 else entry[8:12])[0]
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def header_size(path):
+    """``(width, height)`` declared by a PNG, JPEG, BMP or TIFF header, or None (other formats, unreadable header)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+            if head[:8] == b"\x89PNG\r\n\x1a\n":
+                return _png_size(head)
+            if head[:2] == b"BM":
+                return _bmp_size(head)
+            if head[:2] == b"\xff\xd8":
+                return _jpeg_size(fh)
+            if head[:2] in (b"II", b"MM"):
+                return _tiff_size(fh, head)
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _check_pixels(path, n_pixels, what, how):
+    cap = max_image_pixels()
+    if n_pixels > cap:
+        raise DataError(f"{path}: {what} has {n_pixels:,} pixels ({how}), more than the limit of {cap:,}; refused "
+                        f"before decoding (raise it with --max-image-pixels or ${MAX_PIXELS_ENV})")
 
 
 def _one_line(text) -> str:
@@ -51,6 +159,9 @@ def is_dicom(path) -> bool:
 
 def _decode_raster(path: Path, what: str) -> np.ndarray:
     """Decode a raster file with OpenCV (IMREAD_UNCHANGED); arrays come back as stored (BGR(A) for colour)."""
+    size = header_size(path)
+    if size is not None:
+        _check_pixels(path, size[0] * size[1], what, f"{size[0]} x {size[1]} in its header")
     try:
         # np.fromfile + imdecode is cv2.imread without its trouble with non-ASCII paths on some platforms.
         buf = np.fromfile(str(path), dtype=np.uint8)
@@ -106,6 +217,11 @@ def _read_dicom(path: Path, what: str):
             frames = 1
         if frames > 1:
             raise DataError(f"{path}: multi-frame DICOM is not supported ({frames} frames)")
+        try:
+            rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        except (TypeError, ValueError):
+            rows = cols = 0
+        _check_pixels(path, rows * cols * frames, what, f"Rows {rows} x Columns {cols}")
         _ensure_transfer_syntax(ds)
         arr = ds.pixel_array
     except DataError:

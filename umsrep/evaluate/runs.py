@@ -10,13 +10,11 @@ from __future__ import annotations
 import time
 
 from umsrep.errors import RunDirError
+from umsrep.io import load_keras
 
 
 def load_finished_run(run_dir, log=print, model_name=None):
     """(run, recipe, model, rep_source, tasks) of a trained run, its held-out split re-made and checked."""
-    import keras
-
-    import umsrep.models.layers  # noqa: F401
     from umsrep.data.prepare import SPLITS, prepare
     from umsrep.recipe import load_recipe
     from umsrep.rundir import RunDir
@@ -39,7 +37,7 @@ def load_finished_run(run_dir, log=print, model_name=None):
         if not path.is_file():
             have = sorted(p.stem for p in (run.path / "models").glob("*.keras"))
             raise RunDirError(f"--model: {path} not found; this run has {have or 'no other models'}")
-    return run, recipe, keras.models.load_model(path), rep_source, tasks
+    return run, recipe, load_keras(path), rep_source, tasks
 
 
 def evaluate_run(run_dir, log=print, model_name=None) -> dict:

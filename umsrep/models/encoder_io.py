@@ -83,9 +83,7 @@ def read_preprocessing(path, recipe=None, where=None, warn=None):
 
 def load_encoder(path, recipe=None, warn=None):
     """Load an encoder (see :func:`read_preprocessing`); with ``recipe``, refuse a modality/preprocessing mismatch."""
-    import keras
-
-    import umsrep.models.layers  # noqa: F401  (register custom layers)
+    from umsrep.io import load_keras  # registers the custom layers, loads in safe mode, one-line errors
 
     folder, pre = read_preprocessing(path, recipe, warn=warn)
-    return keras.models.load_model(folder / ENCODER_FILE), pre
+    return load_keras(folder / ENCODER_FILE, "encoder"), pre

@@ -18,6 +18,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Optional
 
@@ -56,11 +58,16 @@ class Checkpoints:
         if not (d / "state.json").is_file():
             return None
         try:
-            state = json.loads((d / "state.json").read_text())
-            with np.load(d / "arrays.npz") as z:
+            state = json.loads((d / "state.json").read_text(encoding="utf-8"))
+            with np.load(d / "arrays.npz", allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            raise RunDirError(f"{d}: unreadable checkpoint ({e})") from None
+            if "epoch" not in arrays or not isinstance(state, dict) or "epoch" not in state:
+                raise ValueError("incomplete")
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+            what = "arrays.npz" if not isinstance(e, json.JSONDecodeError) else "state.json"
+            raise RunDirError(f"{d / what}: damaged checkpoint ({type(e).__name__}: {' '.join(str(e).split())}); "
+                              f"delete the folder {d} to train the {stage!r} stage again from its start, then "
+                              f"resume") from None
         if int(arrays["epoch"]) != state["epoch"]:
             raise RunDirError(f"{d}: checkpoint arrays (epoch {int(arrays['epoch'])}) and state.json "
                               f"(epoch {state['epoch']}) disagree; the run was interrupted while writing it")
