@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_RECIPE
+from tests.conftest import REPO_ROOT, TINY_RECIPE
 from umsrep.cli import main
 from umsrep.train.checkpoint import Checkpoints
 
@@ -22,11 +27,70 @@ def _weights(run):
     return keras.models.load_model(run / "model.keras").get_weights()
 
 
+def _count_steps(patcher, counts):
+    """Count the training batches each stage draws (``Trainer.next_batch``, the one place every trainer takes
+    its next batch)."""
+    from umsrep.train.engine import Trainer
+
+    real = Trainer.next_batch
+
+    def next_batch(self, key):
+        counts[self.name] = counts.get(self.name, 0) + 1
+        return real(self, key)
+
+    patcher.setattr(Trainer, "next_batch", next_batch)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_recipe_file, tmp_path_factory):
+    """The reference run; beside it ``steps.json``: how many batches each stage drew."""
     out = tmp_path_factory.mktemp("resume-a") / "run"
-    assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 0
+    counts = {}
+    with pytest.MonkeyPatch.context() as mp:
+        _count_steps(mp, counts)
+        assert main(["fit", str(tiny_recipe_file), "--out", str(out), *ARGS]) == 0
+    (out.parent / "steps.json").write_text(json.dumps(counts))
     return out
+
+
+# run in a process of its own: SIGKILL itself when stage STAGE draws its STEP-th batch
+KILLER = """
+import os, signal, sys
+from umsrep.train.engine import Trainer
+from umsrep.cli import main
+
+stage, step, seen, real = sys.argv[1], int(sys.argv[2]), [0], Trainer.next_batch
+
+def next_batch(self, key):
+    if self.name == stage:
+        seen[0] += 1
+        if seen[0] == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, key)
+
+Trainer.next_batch = next_batch
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_sigkill_at_a_random_step_then_resume(tiny_recipe_file, uninterrupted, tmp_path):
+    """A fit killed by SIGKILL (no handler runs, no checkpoint is finished) at a random step of a random stage —
+    seeded; UMSREP_FAULT_SEED picks another point — resumes to weights equal to the uninterrupted run's."""
+    counts = json.loads((uninterrupted.parent / "steps.json").read_text())
+    rng = random.Random(int(os.environ.get("UMSREP_FAULT_SEED", "15")))
+    stage = rng.choice(sorted(s for s, n in counts.items() if n >= 2))
+    step = rng.randint(2, counts[stage])
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-c", KILLER, stage, str(step), "fit", str(tiny_recipe_file),
+                        "--out", str(out), *ARGS], cwd=REPO_ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=600)
+    where = f"killed at batch {step} of stage {stage!r} ({counts})"
+    assert p.returncode == -signal.SIGKILL, (where, p.stderr[-2000:])
+    assert json.loads((out / "run.json").read_text())["status"] in ("training", "trained"), where
+    assert not (out / "metrics.json").exists()
+    assert main(["fit", "--resume", str(out)]) == 0, where
+    for a, b in zip(_weights(uninterrupted), _weights(out), strict=True):
+        np.testing.assert_array_equal(a, b, err_msg=where)
 
 
 def _interrupt_after(monkeypatch, n_saves):
