@@ -28,7 +28,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from tests.conftest import REPO_ROOT, TINY_RECIPE, write_dicom
 from umsrep.cli import main
@@ -433,7 +432,7 @@ case("pretrained-publish-bad-name", "use lower-case letters")(
 case("unknown-command", "invalid choice: 'train'")(lambda c: ["train", "x.yaml"])
 
 
-# -- the corpus ---------------------------------------------------------------------------------------------------------
+# -- the corpus --------------------------------------------------------------------------------------------------------
 def test_the_corpus_is_broad():
     commands = {p.id.split("-")[0] for p in CASES}
     assert len(CASES) >= 40 and {"fit", "validate", "predict", "explain", "evaluate", "export", "report",
@@ -471,7 +470,7 @@ def test_bad_input_gives_one_line_and_loses_nothing(build, expect, tiny_run, tmp
         assert meta["status"] == "failed" and lines[0].split("error: ", 1)[1] in meta["reason"]
 
 
-# -- findings beyond one command ------------------------------------------------------------------------------------------
+# -- findings beyond one command ---------------------------------------------------------------------------------------
 def test_predict_accepts_a_non_utf8_file_name(tiny_run, tmp_path, capsys):
     """Row 4: an input whose name is not UTF-8 is predicted; the CSV and JSON name it with \\xNN escapes."""
     src = sorted((tiny_run / "data" / "images").glob("*.png"))[0]
@@ -499,13 +498,38 @@ def test_predict_overwrite_replaces_only_with_the_flag(tiny_run, tmp_path, capsy
     assert (out / "notes.txt").read_text() == "mine" and (out / "predictions.csv").is_file()
 
 
+def test_pretrained_list_shows_the_good_cards_beside_a_bad_one(tmp_path, monkeypatch, capsys):
+    """Row 3: one damaged card is named (one line, exit 2); the others are still listed."""
+    monkeypatch.setenv("UMSREP_PRETRAINED", str(tmp_path))
+    c = Ctx(tmp_path, tmp_path, monkeypatch, tmp_path)
+    c.encoder("good", GOOD_CARD)
+    c.encoder("bad", b"name: \xff\n")
+    assert main(["pretrained", "list"]) == 2
+    out, err = capsys.readouterr()
+    assert "good" in out and "ultrasound" in out and "unreadable card" in out
+    assert err.count("\n") == 1 and "bad/card.yaml: card is not UTF-8 text" in err
+    assert main(["pretrained", "show", "good"]) == 0
+
+
+def test_export_replaces_only_with_the_flag(tiny_run, tmp_path, capsys):
+    out = tmp_path / "m.tflite"
+    assert main(["export", str(tiny_run), "--format", "tflite", "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert main(["export", str(tiny_run), "--format", "tflite", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and out.read_bytes() == first
+    out.write_bytes(b"an older export")
+    assert main(["export", str(tiny_run), "--format", "tflite", "--out", str(out), "--overwrite"]) == 0
+    assert out.read_bytes() == first and json.loads(Path(f"{out}.verification.json").read_text())["ok"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite", "m.tflite.verification.json"]
+
+
 def test_run_directory_race_has_one_winner(tmp_path):
     """Two (here eight) runs created at the same moment on one --out: exactly one gets the folder."""
     for attempt in range(10):
         out = tmp_path / f"race{attempt}" / "run"
         barrier, won, lost = threading.Barrier(8), [], []
 
-        def claim():
+        def claim(barrier=barrier, won=won, lost=lost, out=out):
             barrier.wait()
             try:
                 won.append(RunDir.create(tmp_path, "x", out))
@@ -566,7 +590,7 @@ def test_debug_shows_the_traceback(tmp_path):
         main(["--debug", "predict", str(tmp_path), str(tmp_path / "x.png"), "--out", str(tmp_path / "o")])
 
 
-# -- real processes: exit code, stderr, limits the kernel enforces -------------------------------------------------------
+# -- real processes: exit code, stderr, limits the kernel enforces -----------------------------------------------------
 def _umsrep(*args, **kw):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
@@ -602,11 +626,11 @@ def test_file_too_large_is_one_line(tiny_run, tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
 
     p = _umsrep("predict", tiny_run, img, "--out", tmp_path / "out", preexec_fn=limit)
-    rc, (out, err) = p.wait(timeout=300), p.communicate()
+    rc, (_, err) = p.wait(timeout=300), p.communicate()
     assert rc == 2 and err.count("\n") == 1 and "file too large" in err, (rc, err)
 
 
 def test_quiet_start_up(tiny_run, tmp_path):
     p = _umsrep("evaluate", tiny_run, "--model", "nope")
-    rc, (out, err) = p.wait(timeout=300), p.communicate()
+    rc, (_, err) = p.wait(timeout=300), p.communicate()
     assert rc == 2 and err.startswith("umsrep: error: --model:") and err.count("\n") == 1, err

@@ -119,8 +119,6 @@ def _yaml_loader():
 
 def load_yaml(text: str):
     """Parse YAML like ``yaml.safe_load``, refusing duplicate keys and alias bombs (``yaml.YAMLError``)."""
-    import yaml
-
     loader = _yaml_loader()(text)
     try:
         return loader.get_single_data()
