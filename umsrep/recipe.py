@@ -413,11 +413,15 @@ class DeriveConfig(Strict):
         if (self.rule is None) == (self.measure is None):
             raise ValueError("give either `rule` (a decision) or `measure` (a measurement from masks)")
         if self.rule is not None:
-            extra = sorted(k for k in self.model_fields_set if k in MEASURE_PARAMS + ("inputs",))
+            extra = self.changed(MEASURE_PARAMS + ("inputs",))
             if extra:
                 raise ValueError(f"{'from' if extra[0] == 'inputs' else extra[0]} is for measurements (`measure`), "
                                  "not rules")
         return self
+
+    def changed(self, names) -> List[str]:
+        """Those of ``names`` set to something else than their default (a dumped recipe sets every field)."""
+        return sorted(k for k in names if getattr(self, k) != type(self).model_fields[k].default)
 
 
 class PixelSpacingConfig(Strict):
@@ -709,7 +713,7 @@ class Recipe(Strict):
                 if self.tasks[task].type != "segmentation":
                     raise ValueError(f"derive.{name}.from.{role}: {task!r} is a {self.tasks[task].type} task; "
                                      f"{role} needs a segmentation task")
-            unused = sorted(k for k in d.model_fields_set if k in MEASURE_PARAMS and k not in kind.params)
+            unused = [k for k in d.changed(MEASURE_PARAMS) if k not in kind.params]
             if unused:
                 raise ValueError(f"derive.{name}.{unused[0]}: not used by {d.measure} (its settings: "
                                  f"{', '.join(kind.params)})")
