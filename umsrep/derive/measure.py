@@ -530,3 +530,45 @@ def draw_measurements(rgb: np.ndarray, drawings: Dict[str, dict], original_size=
             if "angle" in d:
                 text(f"{d['angle']:.1f} deg", np.asarray(d["fascicle"])[1], (255, 0, 255))
     return out
+
+
+# -------------------------------------------------------------------------------------------------- spacing
+
+
+def dicom_pixel_spacing(path) -> Optional[Tuple[float, float]]:
+    """(row, column) mm per pixel from a DICOM file's PixelSpacing (or ImagerPixelSpacing); None otherwise."""
+    from umsrep.data.readers import is_dicom
+
+    if not is_dicom(path):
+        return None
+    try:
+        import pydicom
+
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+        v = ds.get("PixelSpacing") or ds.get("ImagerPixelSpacing")
+        if v is None or len(v) < 2:
+            return None
+        out = (float(v[0]), float(v[1]))
+        return out if min(out) > 0 else None
+    except Exception:  # an unreadable header means no spacing, never a crash  # noqa: BLE001
+        return None
+
+
+def image_spacings(files: Sequence, names: Sequence[str], pixel_spacing=None,
+                   table: Optional[Dict[str, Dict[str, str]]] = None) -> Optional[list]:
+    """Each image's mm per original pixel: DICOM PixelSpacing, else the recipe's ``pixel_spacing.column`` in the
+    labels ``table`` ({stem: row}), else ``pixel_spacing.mm``; None for an image without one, and None for all
+    when no image has one."""
+    out = []
+    for f, n in zip(files, names):
+        s = dicom_pixel_spacing(f) if f is not None else None
+        if s is None and pixel_spacing is not None and pixel_spacing.column and table is not None:
+            try:
+                v = float(table.get(n, {}).get(pixel_spacing.column, "") or "nan")
+                s = v if np.isfinite(v) and v > 0 else None
+            except ValueError:
+                s = None
+        if s is None and pixel_spacing is not None and pixel_spacing.mm is not None:
+            s = pixel_spacing.mm
+        out.append(s)
+    return out if any(s is not None for s in out) else None
