@@ -231,3 +231,81 @@ def test_a_malformed_measurement_is_refused_with_one_line(entry, message):
     with pytest.raises(RecipeError, match=message) as e:
         _recipe({"m": entry})
     assert "\n" not in str(e.value)
+
+
+def test_evaluation_compares_predicted_with_true_masks_on_the_original_grid():
+    """evaluate_measurements with a stand-in for the heads: predictions = true masks with the deep aponeurosis
+    moved 2 model pixels down -> thickness bias of 2 model pixels in original pixels, and in mm."""
+    import cv2
+
+    from umsrep.data.dataset import LoadedData
+    from umsrep.data.prepare import Source, TaskData
+    from umsrep.evaluate.measurements import evaluate_measurements
+
+    H, W, size, n = 150, 300, 64, 8
+    apo, fasc = zip(*[muscle(H, W, top=30 + 2 * i, vthick=80, apo_deg=3.0, penn=22.0) for i in range(n)])
+    small_apo = np.stack([cv2.resize(a, (size, size), interpolation=cv2.INTER_NEAREST) for a in apo])
+    small_fasc = np.stack([_resize(f, (size, size), thin=True) for f in fasc])
+    data = LoadedData(names=[f"im{i}" for i in range(n)], files=[f"im{i}.png" for i in range(n)],
+                      images=np.zeros((n, size, size, 1), np.float32), masks=None, has_mask=np.ones(n, bool),
+                      labels=[None] * n, groups=[None] * n, sizes=np.array([(H, W)] * n))
+    split = {"train": np.arange(0, 4), "val": np.arange(4, 5), "test": np.arange(5, 8)}
+    r = _recipe({"thickness": {"measure": "thickness", "from": {"aponeurosis": "apo"}},
+                 "pennation": {"measure": "pennation_angle", "from": {"aponeurosis": "apo", "fascicles": "fasc"}}},
+                pixel_spacing={"mm": 0.1})
+    src = Source("k", r.data, data, split)
+    tasks = {"apo": TaskData("apo", "segmentation", ["aponeurosis"], src, dict(split), small_apo),
+             "fasc": TaskData("fasc", "segmentation", ["fascicle"], src, dict(split), small_fasc)}
+
+    def labels(task, source, rows):
+        maps = tasks[task].targets[rows].copy()
+        if task == "apo":
+            for m in maps:
+                lower = np.zeros_like(m)
+                lower[size // 2:] = m[size // 2:]
+                m[size // 2:] = 0
+                m[size // 2 + 2:] |= lower[size // 2:-2]
+        return maps
+
+    m = evaluate_measurements(None, r, tasks, labels=labels, log=lambda s: None)
+    t = m["thickness"]["by_data"][0]
+    assert t["truth"] == {"apo": "true masks"} and t["test"]["px"]["n"] == 3
+    assert t["test"]["px"]["bias"] == pytest.approx(2 * H / size, abs=0.3)
+    assert t["test"]["px"]["mae_pct"] == pytest.approx(100 * 2 * H / size / 80, rel=0.15)
+    assert t["test"]["mm"]["bias"] == pytest.approx(0.1 * t["test"]["px"]["bias"])
+    assert t["test"]["px"]["loa_low"] <= t["test"]["px"]["bias"] <= t["test"]["px"]["loa_high"]
+    p = m["pennation"]["by_data"][0]["test"]
+    assert p["deg"]["mae"] < 1.0 and "mm" not in p and len(p["per_image"]["true"]) == 3
+    from umsrep.evaluate.agreement import bland_altman_figure
+
+    fig = bland_altman_figure(t["test"]["per_image"]["pred"], t["test"]["per_image"]["true"], "thickness")
+    assert len(fig.axes[0].lines) == 3                      # bias and the two limits of agreement
+
+
+def test_predict_writes_measurement_columns(tiny_run, tmp_path):
+    """`umsrep predict` with a measurement added to the tiny run's recipe: px/mm/note columns for every input
+    (the tiny lesion head draws no aponeuroses: NaN with the reason), overlays still written."""
+    import csv
+    import shutil
+
+    import cv2
+    import yaml
+
+    from umsrep.cli import main
+    from umsrep.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    raw = yaml.safe_load((run / RunDir.RECIPE).read_text())
+    raw["derive"]["thick"] = {"measure": "thickness", "from": {"aponeurosis": "lesion"}}
+    raw["pixel_spacing"] = {"mm": 0.2}
+    (run / RunDir.RECIPE).write_text(yaml.safe_dump(raw))
+    img = tmp_path / "wide.png"
+    cv2.imwrite(str(img), (np.random.default_rng(0).random((40, 90)) * 255).astype(np.uint8))
+    out = tmp_path / "pred"
+    assert main(["predict", str(run), str(img), "--out", str(out)]) == 0
+    with open(out / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {"thick_px", "thick_mm", "thick_note"} <= set(rows[0]) and rows[0]["refer"] in ("True", "False")
+    assert rows[0]["thick_note"] or float(rows[0]["thick_mm"]) == pytest.approx(0.2 * float(rows[0]["thick_px"]))
+    assert cv2.imread(rows[0]["overlay"]) is not None
