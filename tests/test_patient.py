@@ -138,3 +138,45 @@ def test_acdc_true_masks_separate_the_diagnoses(real_data):
     split = group_splits(f.groups, [table[n]["patient"] for n in names], [table[n]["source_split"] for n in names])
     res = train_evaluate(r.patient, f, split, seed=r.seed)
     assert res["diagnosis"]["test"]["n_groups"] == 20 and res["diagnosis"]["test"]["accuracy"] >= 0.7
+
+
+def test_evaluate_patients_with_a_stand_in_for_the_heads(tmp_path):
+    """evaluate_patients: features from 'predicted' maps (here the true ones, eroded), the true-mask reference,
+    groups' splits from the data split; the labels table is the data set's labels CSV."""
+    import csv
+
+    import cv2
+
+    from umsrep.data.dataset import LoadedData
+    from umsrep.data.prepare import Source, TaskData
+    from umsrep.evaluate.measurements import evaluate_patients
+
+    names, maps, table = _table(n_groups=24)
+    with open(tmp_path / "labels.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["filename", "patient", "frame", "label"])
+        w.writeheader()
+        w.writerows(table[n] for n in names)
+    raw = {"name": "t", "modality": "cmr", "seed": 3,
+           "data": {"root": str(tmp_path), "labels": "labels.csv", "group_by": "patient"},
+           "tasks": {"heart": {"type": "segmentation", "classes": ["cav", "wall"],
+                               "mask_classes": {"cav": [1], "wall": [2]}}},
+           "patient": CFG}
+    r = parse_recipe(raw)
+    n = len(names)
+    group = np.array([table[k]["patient"] for k in names])
+    gid = np.array([int(g[1:]) for g in group])
+    split = {"train": np.flatnonzero(gid < 15), "val": np.flatnonzero((gid >= 15) & (gid < 18)),
+             "test": np.flatnonzero(gid >= 18)}
+    data = LoadedData(names=names, files=[f"{k}.png" for k in names], images=np.zeros((n, 4, 4, 1), np.float32),
+                      masks=None, has_mask=np.ones(n, bool), labels=[None] * n, groups=list(group),
+                      sizes=np.array([(48, 48)] * n))
+    src = Source("k", r.data, data, split)
+    tasks = {"heart": TaskData("heart", "segmentation", ["cav", "wall"], src, dict(split), np.stack(maps))}
+    kernel = np.ones((3, 3), np.uint8)
+    m = evaluate_patients(None, r, tasks, log=lambda s: None,
+                          labels=lambda t, s, rows: np.stack([cv2.erode(maps[i].astype(np.uint8), kernel)
+                                                              for i in rows]))
+    assert m["n_groups"] == 24 and len(m["groups"]) == 24 and m["groups"][0]["split"] == "train"
+    for key in ("predicted_masks", "true_masks"):
+        assert m[key]["dx"]["test"]["accuracy"] == 1.0 and m[key]["dx"]["test"]["n_groups"] == 6
+    assert m["predicted_masks"]["sick"]["val"]["n_groups"] == 3
