@@ -202,8 +202,9 @@ def test_measurements_are_derive_entries_checked_at_load():
     assert list(r.derive_measurements()) == ["thickness", "pennation"]
     assert list(r.derive_rules()) == ["refer"]
     assert r.derive["thickness"].inputs == {"aponeurosis": "apo"} and r.pixel_spacing.mm == 0.08
-    from umsrep.recipe import dump_recipe
     import yaml
+
+    from umsrep.recipe import dump_recipe
 
     again = parse_recipe(yaml.safe_load(dump_recipe(r)))                 # the dumped recipe loads again
     assert again.derive["pennation"].inputs == r.derive["pennation"].inputs

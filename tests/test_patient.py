@@ -110,9 +110,9 @@ def test_acdc_true_masks_separate_the_diagnoses(real_data):
     import cv2
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from tests.conftest import REPO_ROOT
     from umsrep.derive.patient import make_classifier
     from umsrep.recipe import load_recipe
-    from tests.conftest import REPO_ROOT
 
     root = real_data / "acdc"
     if not (root / "meta.csv").is_file():

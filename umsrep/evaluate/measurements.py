@@ -128,8 +128,8 @@ def evaluate_patients(model, recipe, tasks, batch_size=16, log=print, labels=Non
     """``metrics.json`` ``patient``: per target, the classifier on predicted-mask features (trained on the
     training groups: predicted or true features, ``patient.train_features``) and, as reference, on true-mask
     features; plus each group's features."""
-    from umsrep.derive.patient import group_features, group_splits, train_evaluate
     from umsrep.derive.measure import image_spacings
+    from umsrep.derive.patient import group_features, group_splits, train_evaluate
     from umsrep.errors import DataError
 
     cfg = recipe.patient
