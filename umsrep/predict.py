@@ -7,7 +7,9 @@ unreadable file stops the command with one line naming it and nothing half-done 
 Writes ``<out>/masks/<image>_<task>.png`` per segmentation task (binary: 0/255; multi-class: class id per
 pixel, 0 = background), ``<out>/overlays/<image>.png`` (the masks in colour over the image),
 ``<out>/denoised/<image>.png`` when the model has a denoising output, and ``<out>/predictions.csv`` +
-``predictions.json`` with predicted classes, probabilities and the recipe's derived decisions (true/false).
+``predictions.json`` with predicted classes, probabilities, the recipe's derived decisions (true/false) and its
+measurements (``<name>_px`` / ``<name>_mm`` / ``<name>_deg``, ``<name>_note`` when not measurable; in pixels of
+each input's original grid, drawn on the overlays).
 
 ``umsrep explain`` (:func:`explain`) writes Grad-CAM heat maps and overlays for one classification head.
 """
@@ -63,8 +65,9 @@ def check_out_folder(out, overwrite=False) -> Path:
 
 
 def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False):
-    """(run, run.json, model, files, images) — every input read and resized, the model loaded and ``out`` checked
-    before anything is written."""
+    """(run, run.json, model, files, images, original sizes) — every input read and resized, the model loaded and
+    ``out`` checked before anything is written; the sizes (height, width) map masks and measurements back to each
+    image's own grid."""
     from umsrep.console import progress
     from umsrep.rundir import RunDir
 
@@ -78,9 +81,10 @@ def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False):
         raise RunDirError(f"{path_text(run / RunDir.RUN)}: lacks the preprocessing of a trained run")
     size, channels = tuple(pre["image_size"]), int(pre["channels"])
     files = collect_inputs(inputs)
-    x = np.stack([resize_image(read_image(f, channels), size)
-                  for f in progress(files, "reading", log)]).astype(np.float32)
-    return run, meta, load_keras(run.model_path), files, x
+    read = [(resize_image(img, size), img.shape[:2])
+            for img in (read_image(f, channels) for f in progress(files, "reading", log))]
+    x = np.stack([r[0] for r in read]).astype(np.float32)
+    return run, meta, load_keras(run.model_path), files, x, [r[1] for r in read]
 
 
 def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> dict:
@@ -95,7 +99,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> 
 
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
-    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log, out, overwrite)
+    run, meta, model, files, x, sizes = load_run_inputs(run_dir, inputs, log, out, overwrite)
     fn = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
     log(f"predicting {len(files)} images with {run.path.name}")
     chunks = [pipeline.predict(fn, x[i:i + batch_size], batch_size)
@@ -107,6 +111,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> 
                        {n: head_values(outs[n], t, x, labels.get(n)) for n, t in recipe.tasks.items()})
     out = Path(out)
     stems = _unique_stems(files)
+    measured = _measure(recipe, labels, files, stems, sizes)
     rows = []
     for i, f in enumerate(files):
         row = {"file": path_text(f)}
@@ -125,9 +130,16 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> 
                 row[f"{name}_mask"] = path_text(path)
                 row[f"{name}_fraction"] = float((pred > 0).mean())
         row.update({d: bool(v[i]) for d, v in decisions.items()})
+        if measured is not None:
+            row.update(measured.columns(i))
         if masks:
             path = out / "overlays" / f"{stems[i]}.png"
-            write_bytes(path, _png(mask_overlay(x[i], masks)[..., ::-1]))
+            overlay = mask_overlay(x[i], masks)
+            if measured is not None:
+                from umsrep.derive.measure import draw_measurements
+
+                overlay = draw_measurements(overlay, measured.drawings[i], sizes[i])
+            write_bytes(path, _png(overlay[..., ::-1]))
             row["overlay"] = path_text(path)
         if "denoise" in outs:
             path = out / "denoised" / f"{stems[i]}.png"
@@ -137,9 +149,21 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> 
             row["denoised"] = path_text(path)
         rows.append(row)
     _write_table(out, "predictions", rows, {"run": str(run.path), "decisions": {
-        k: v.rule for k, v in recipe.derive.items()}})
+        k: v.rule for k, v in recipe.derive.items() if v.rule is not None}, "measurements": {
+        k: v.measure for k, v in recipe.derive.items() if v.measure is not None}})
     log(f"wrote {out / 'predictions.csv'} ({len(rows)} images)")
     return {"predictions": rows}
+
+
+def _measure(recipe, labels, files, stems, sizes):
+    """The recipe's measurements on the predicted masks, in each input's original pixels (and mm when a spacing
+    is known: DICOM PixelSpacing, else ``pixel_spacing.mm``); None without measurements."""
+    specs = recipe.derive_measurements()
+    if not specs:
+        return None
+    from umsrep.derive.measure import image_spacings, measure_images
+
+    return measure_images(specs, labels, sizes, image_spacings(files, stems, recipe.pixel_spacing))
 
 
 # one colour per segmentation class (RGB), cycling
@@ -175,7 +199,7 @@ def explain(run_dir, inputs, out, task, layer=None, class_name=None, method="gra
 
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
-    run, meta, model, files, x = load_run_inputs(run_dir, inputs, log, out, overwrite)
+    run, meta, model, files, x, _ = load_run_inputs(run_dir, inputs, log, out, overwrite)
     cam = GradCam(model, task, layer=layer, method=method)
     classes = meta["tasks"][task]["classes"]
     if class_name is not None and class_name not in classes:

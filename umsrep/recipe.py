@@ -374,10 +374,157 @@ class DistributeConfig(Strict):
                                                            "(default: all GPUs, else the CPU)")
 
 
+MEASURE_PARAMS = ("region", "distance", "fit_degree", "edge", "min_span", "angle_window", "min_fascicle_length",
+                  "fascicle_line")
+
+
 class DeriveConfig(Strict):
-    rule: str = Field(min_length=1, description="rule over head outputs (umsrep.derive.rules), e.g. "
-                                                "quality == \"good\" and flow == \"TR\" and p(flow) >= 0.8")
+    """A ``derive`` entry: a decision (``rule``) or a measurement from masks (``measure`` + ``from``); the
+    measurement fields are read by the kinds that use them (umsrep.derive.measure, docs/measurements.md)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+    rule: Optional[str] = Field(None, min_length=1, description="rule over head outputs (umsrep.derive.rules), e.g. "
+                                "quality == \"good\" and flow == \"TR\" and p(flow) >= 0.8")
+    measure: Optional[str] = Field(None, description="a measurement kind from masks: thickness, pennation_angle, "
+                                                     "fascicle_length (umsrep.derive.measure)")
+    inputs: Optional[Dict[str, str]] = Field(None, alias="from", description="measure: input role -> segmentation "
+                                             "task, e.g. {aponeurosis: apo, fascicles: fasc}")
+    region: float = Field(0.5, gt=0, le=1, description="thickness: central fraction of the span where both "
+                                                       "aponeuroses are drawn")
+    distance: Literal["vertical", "perpendicular"] = Field(
+        "vertical", description="thickness: along the image columns (the beam) or perpendicular to the superficial "
+                                "aponeurosis")
+    fit_degree: int = Field(1, ge=1, le=3, description="polynomial degree of the aponeurosis curves")
+    edge: Literal["inner", "centre"] = Field("inner", description="aponeurosis curve through the band's inner edge "
+                                                                  "(muscle side) or its centre line")
+    min_span: float = Field(0.2, gt=0, le=1, description="an aponeurosis spans at least this fraction of the width")
+    angle_window: float = Field(10.0, gt=0, le=90, description="fascicles within this many degrees of the dominant "
+                                                               "orientation count")
+    min_fascicle_length: float = Field(0.03, ge=0, lt=1, description="shorter fascicle segments (fraction of the "
+                                                                     "image width) are ignored")
+    fascicle_line: Literal["dominant", "own"] = Field(
+        "dominant", description="fascicle_length: each fascicle extended with the dominant orientation or its own")
     description: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.rule is None) == (self.measure is None):
+            raise ValueError("give either `rule` (a decision) or `measure` (a measurement from masks)")
+        if self.rule is not None:
+            extra = self.changed(MEASURE_PARAMS + ("inputs",))
+            if extra:
+                raise ValueError(f"{'from' if extra[0] == 'inputs' else extra[0]} is for measurements (`measure`), "
+                                 "not rules")
+        return self
+
+    def changed(self, names) -> List[str]:
+        """Those of ``names`` set to something else than their default (a dumped recipe sets every field)."""
+        return sorted(k for k in names if getattr(self, k) != type(self).model_fields[k].default)
+
+
+class PixelSpacingConfig(Strict):
+    """Millimetres per pixel of the ORIGINAL images, for measurements in mm (DICOM inputs: PixelSpacing wins)."""
+
+    mm: Optional[Union[float, Tuple[float, float]]] = Field(
+        None, description="one spacing for every image: a number, or [row, column] mm per pixel")
+    column: Optional[str] = Field(None, description="labels-CSV column with each image's spacing (mm per pixel); "
+                                                    "empty cells fall back to `mm`")
+
+    @field_validator("mm")
+    @classmethod
+    def _positive(cls, v):
+        vals = [v] if isinstance(v, (int, float)) else list(v or [])
+        if any(x <= 0 for x in vals):
+            raise ValueError("pixel spacing must be > 0 mm")
+        return v
+
+
+class PatientTarget(Strict):
+    column: str = Field("label", description="labels-CSV column with the group's class (the same on all its images)")
+    label_map: Optional[Dict[str, str]] = Field(None, description="column value -> class (e.g. DCM vs rest); "
+                                                                  "groups whose value is not a key are left out")
+    classes: Optional[List[str]] = Field(None, min_length=2, description="class order (default: sorted)")
+
+
+class PatientFeature(Strict):
+    """One per-group feature: exactly one of ``area`` (``task.class`` pixels summed over the group's images, at
+    ``frame``), ``change`` ([a, b] -> (a - b) / a, e.g. an ejection fraction) or ``ratio`` ([a, b] -> a / b)."""
+
+    area: Optional[str] = Field(None, description="task.class (a segmentation task's class), or task (any class)")
+    frame: Optional[str] = Field(None, description="area: a name of `frames` (default: every image of the group)")
+    change: Optional[Tuple[str, str]] = Field(None, description="[a, b] feature names -> (a - b) / a")
+    ratio: Optional[Tuple[str, str]] = Field(None, description="[a, b] feature names -> a / b")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if sum(x is not None for x in (self.area, self.change, self.ratio)) != 1:
+            raise ValueError("give exactly one of area: task.class, change: [a, b], ratio: [a, b]")
+        if self.frame is not None and self.area is None:
+            raise ValueError("frame is for area features")
+        return self
+
+
+class PatientConfig(Strict):
+    """Patient-level tasks (umsrep.derive.patient): images grouped by a labels-CSV column, per-group features
+    from the segmentation heads, and small scikit-learn classifiers trained on the training groups."""
+
+    group_by: str = Field(description="labels-CSV column naming the group (patient) of each image")
+    frame_column: Optional[str] = Field(None, description="labels-CSV column naming the frame/phase of an image")
+    frames: Optional[Dict[str, str]] = Field(None, description="frame name -> value in frame_column, "
+                                                               "e.g. {ED: '01', ES: '02'}")
+    areas: Optional[Dict[str, List[str]]] = Field(
+        None, description="shorthand: task -> classes; an area feature <class>_<frame> per class and frame")
+    features: Dict[str, PatientFeature] = Field(default_factory=dict, description="named per-group features")
+    targets: Dict[str, PatientTarget] = Field(min_length=1, description="per-group classifications to learn")
+    classifier: Literal["logistic_regression", "random_forest"] = "logistic_regression"
+    train_features: Literal["predicted", "true"] = Field(
+        "predicted", description="features of the training groups from predicted or from true masks")
+
+    @model_validator(mode="after")
+    def _frames(self):
+        if (self.frames is None) != (self.frame_column is None):
+            raise ValueError("frame_column and frames go together")
+        return self
+
+    def feature_specs(self, tasks) -> Dict[str, PatientFeature]:
+        """Every feature (``areas`` expanded first) in a computable order, checked against ``tasks``
+        ({name: TaskConfig}); raises ValueError naming ``patient.<field>``."""
+        frames = list(self.frames or {}) or [None]
+        out: Dict[str, PatientFeature] = {}
+        for task, classes in (self.areas or {}).items():
+            for c in classes:
+                for f in frames:
+                    name = c if f is None else f"{c}_{f}"
+                    if name in out:
+                        raise ValueError(f"patient.areas: feature {name!r} comes twice (classes of two tasks?)")
+                    out[name] = PatientFeature(area=f"{task}.{c}", frame=f)
+        for name, f in self.features.items():
+            if name in out:
+                raise ValueError(f"patient.features.{name}: also made by patient.areas")
+            out[name] = f
+        for name, f in out.items():
+            where = f"patient.features.{name}" if name in self.features else "patient.areas"
+            if f.area is not None:
+                task, _, cls = f.area.partition(".")
+                if task not in tasks or tasks[task].type != "segmentation":
+                    seg = sorted(n for n, t in tasks.items() if t.type == "segmentation")
+                    raise ValueError(f"{where}: {task!r} is not a segmentation task; those are {seg}")
+                if cls and cls not in tasks[task].classes:
+                    raise ValueError(f"{where}: {cls!r} is not a class of {task!r} {list(tasks[task].classes)}")
+                if f.frame is not None and f.frame not in (self.frames or {}):
+                    raise ValueError(f"{where}: frame {f.frame!r} is not one of frames {sorted(self.frames or {})}")
+            else:
+                refs = f.change or f.ratio
+                before = list(out)[:list(out).index(name)]
+                bad = [r for r in refs if r not in before]
+                if bad:
+                    raise ValueError(f"{where}: {bad[0]!r} is not a feature defined before it; "
+                                     f"features are {before}")
+        if not out:
+            raise ValueError("patient: no features (give areas or features)")
+        return out
 
 
 class OutputConfig(Strict):
@@ -440,7 +587,11 @@ class Recipe(Strict):
         "float32", description="Keras dtype policy while training; losses and metrics stay float32")
     search: Optional[SearchConfig] = Field(None, description="search space for `umsrep tune`")
     derive: Dict[str, DeriveConfig] = Field(
-        default_factory=dict, description="named decisions computed from the heads' outputs (derivable tasks)")
+        default_factory=dict, description="named decisions (rule) and measurements (measure) computed from the "
+                                          "heads' outputs (derivable tasks)")
+    pixel_spacing: Optional[PixelSpacingConfig] = Field(
+        None, description="mm per pixel of the original images, for measurements in mm")
+    patient: Optional[PatientConfig] = Field(None, description="patient-level tasks from per-group features")
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("derive", mode="before")
@@ -488,6 +639,9 @@ class Recipe(Strict):
             if unknown:
                 raise ValueError(f"{field_name}: unknown task {unknown[0]!r}; tasks are {sorted(self.tasks)}")
         self.derive_rules()
+        self.derive_measurements()
+        if self.patient is not None:
+            self.patient.feature_specs(self.tasks)
         if self.precision == "mixed_float16" and (self.strategy.kind == "joint" or "joint" in self.strategy.compare):
             raise ValueError("precision: mixed_float16 needs loss scaling, which the joint strategy's weighting "
                              "does not do; use mixed_bfloat16 (no loss scaling needed)")
@@ -510,6 +664,8 @@ class Recipe(Strict):
         for name, d in self.derive.items():
             if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name) or name in heads or name in ("p", "area"):
                 raise ValueError(f"derive.{name}: a decision name must be an identifier and not a task name")
+            if d.rule is None:
+                continue  # a measurement: derive_measurements
             try:
                 parsed[name] = parse_rule(d.rule)
             except RuleError as e:
@@ -528,6 +684,41 @@ class Recipe(Strict):
                     raise ValueError(f"derive.{name}: {e}") from None
                 rules[name] = left.pop(name)
         return rules
+
+    def derive_measurements(self) -> dict:
+        """``{name: DeriveConfig}`` of the ``derive`` entries with ``measure``, checked against the registered
+        measurement kinds and the tasks (raises ValueError naming ``derive.<name>...``)."""
+        from umsrep.derive.measure import MEASUREMENTS
+
+        out = {}
+        for name, d in self.derive.items():
+            if d.measure is None:
+                continue
+            if d.measure not in MEASUREMENTS:
+                raise ValueError(f"derive.{name}.measure: unknown measurement {d.measure!r}; expected one of: "
+                                 f"{', '.join(MEASUREMENTS.names())}")
+            kind = MEASUREMENTS.get(d.measure)
+            given = d.inputs or {}
+            for role in given:
+                if role not in kind.roles:
+                    raise ValueError(f"derive.{name}.from.{role}: {d.measure} reads no {role!r}; its inputs are "
+                                     f"{list(kind.roles)}")
+            for role in kind.roles:
+                if role not in given:
+                    raise ValueError(f"derive.{name}.from: {d.measure} needs `{role}: <segmentation task>`")
+                task = given[role]
+                if task not in self.tasks:
+                    raise ValueError(f"derive.{name}.from.{role}: unknown task {task!r}; tasks are "
+                                     f"{sorted(self.tasks)}")
+                if self.tasks[task].type != "segmentation":
+                    raise ValueError(f"derive.{name}.from.{role}: {task!r} is a {self.tasks[task].type} task; "
+                                     f"{role} needs a segmentation task")
+            unused = [k for k in d.changed(MEASURE_PARAMS) if k not in kind.params]
+            if unused:
+                raise ValueError(f"derive.{name}.{unused[0]}: not used by {d.measure} (its settings: "
+                                 f"{', '.join(kind.params)})")
+            out[name] = d
+        return out
 
     def task_data(self, task: str) -> DataConfig:
         t = self.tasks[task]

@@ -44,6 +44,7 @@ class LoadedData:
     labels: list  # label from the labels CSV, None if the image has no row
     groups: list  # value of the group_by column, None if no group_by
     skipped: list = field(default_factory=list)  # list[Skipped]
+    sizes: np.ndarray | None = None  # (N, 2) original (height, width) of each image, before resizing
 
     def subset(self, idx) -> "LoadedData":
         """Rows ``idx`` (integer indices or a boolean mask) of every per-sample field; ``skipped`` is kept as is."""
@@ -63,6 +64,7 @@ class LoadedData:
             labels=[self.labels[i] for i in rows],
             groups=[self.groups[i] for i in rows],
             skipped=list(self.skipped),
+            sizes=None if self.sizes is None else self.sizes[idx],
         )
 
     def __len__(self) -> int:
@@ -226,6 +228,7 @@ def load_dataset(
     img_arr = np.zeros((n, height, width, channels), np.float32)
     mask_arr = np.full((n, height, width), -1, np.int32) if mask_dir is not None else None
     has_mask = np.zeros(n, bool)
+    sizes = np.zeros((n, 2), np.int64)
 
     def work(i: int):
         stem, ipath = samples[i]
@@ -248,6 +251,7 @@ def load_dataset(
             mask_arr[i] = resize_mask(mask, (height, width)).astype(np.int32)
             has_mask[i] = True
         img_arr[i] = resize_image(img, (height, width))
+        sizes[i] = img.shape[:2]
         return None
 
     keep = np.ones(n, bool)
@@ -273,6 +277,7 @@ def load_dataset(
         img_arr = img_arr[idx]
         mask_arr = mask_arr[idx] if mask_arr is not None else None
         has_mask = has_mask[idx]
+        sizes = sizes[idx]
     kept = [samples[i] for i in idx]
     return LoadedData(
         names=[stem for stem, _ in kept],
@@ -283,6 +288,7 @@ def load_dataset(
         labels=[label_of[stem][1] if stem in label_of else None for stem, _ in kept],
         groups=[label_of[stem][2] if group_by is not None and stem in label_of else None for stem, _ in kept],
         skipped=bad.items,
+        sizes=sizes,
     )
 
 

@@ -105,8 +105,15 @@ def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_s
             log(f"test {name}: {key} {res['test'][key]:.4f} (n={res['test']['n']})")
     if not isinstance(model, dict) and any(layer.name == "head_denoise" for layer in model.layers):
         out["tasks"]["denoise"] = evaluate_denoising(model, recipe, rep_source, splits, batch_size, log)
-    if recipe.derive:
+    if recipe.derive_rules():
         out["derive"] = evaluate_derived(model, recipe, tasks, rep_source, splits, batch_size, log)
+    if recipe.derive_measurements() or recipe.patient is not None:  # umsrep/evaluate/measurements.py
+        from umsrep.evaluate.measurements import evaluate_measurements, evaluate_patients
+
+        if recipe.derive_measurements():
+            out["measurements"] = evaluate_measurements(model, recipe, tasks, splits, batch_size, log)
+        if recipe.patient is not None:
+            out["patient"] = evaluate_patients(model, recipe, tasks, batch_size, log)
     if not isinstance(model, dict):
         loc = gradcam_localization(model, recipe, tasks, batch_size=batch_size)
         if loc:
