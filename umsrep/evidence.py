@@ -74,7 +74,8 @@ def git_state(folder) -> dict | None:
     """``{"commit", "dirty"}`` of the git checkout holding ``folder``, or None (not a checkout, no git)."""
     try:
         def git(*a):
-            return subprocess.run(["git", "-C", str(folder), *a], capture_output=True, text=True, timeout=10)
+            return subprocess.run(["git", "-C", str(folder), *a], check=False, capture_output=True, text=True,
+                                  timeout=10)
 
         head = git("rev-parse", "HEAD")
         if head.returncode != 0:
@@ -139,7 +140,7 @@ def make_evidence(run_dir, name, *, dest=None, command=None, shared=False, overw
     except (OSError, json.JSONDecodeError):
         run_info = {}
     if command is None:
-        command = f"umsrep fit recipe.yaml  # reconstructed: the original command line was not recorded\n"
+        command = "umsrep fit recipe.yaml  # reconstructed: the original command line was not recorded\n"
     import umsrep
 
     meta = {
