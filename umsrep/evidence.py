@@ -37,6 +37,7 @@ MAX_BYTES = 2_000_000  # no evidence file is larger: metrics, recipes and comman
 REFUSED_SUFFIXES = {".keras", ".h5", ".npz", ".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".nii",
                     ".gz", ".onnx", ".tflite", ".pb", ".zip", ".tar", ".pt", ".pth", ".ckpt"}
 RUN_FILES = ("metrics.json", "recipe.yaml")  # RunDir.METRICS, RunDir.RECIPE
+OPTIONAL_FILES = ("evaluation.json",)  # written by `umsrep evaluate RUN`
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -108,6 +109,9 @@ def evidence_files(run_dir) -> dict:
         if not (run / name).is_file():
             raise RunDirError(f"{run / name}: missing (was the run completed?)")
         files[name] = run / name
+    for name in OPTIONAL_FILES:
+        if (run / name).is_file():
+            files[name] = run / name
     for sub in sorted(p for p in run.path.iterdir() if p.is_dir()):
         if (sub / RunDir.METRICS).is_file():  # a sub-run (fold<i>/, a seed): its metrics and recipe
             for name in RUN_FILES:
