@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -18,16 +16,10 @@ REPO = RESULTS.parent.parent
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    """This machine (umsrep.evidence.machine: CPU model, cores, memory, Python) and the date."""
+    from umsrep.evidence import machine as describe
+
+    return {**describe(), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def median_time(fn, repeats=5, warmup=1) -> float:

@@ -232,6 +232,15 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_evidence(args) -> int:
+    from umsrep.evidence import make_evidence  # no TensorFlow: small files only
+
+    out = make_evidence(args.run_dir, args.name, dest=args.dest, command=args.command, shared=args.shared,
+                        overwrite=args.overwrite)
+    _log(f"evidence written to {out} ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with umsrep's one-line errors (no usage block; ``--help`` shows it)."""
 
@@ -357,6 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--dest", help="registry folder (default: the shipped pretrained/ folder)")
     pu.add_argument("--description")
     pt.set_defaults(func=cmd_pretrained)
+
+    ev = sub.add_parser("evidence", help="copy a run's metrics, recipe, command and machine into docs/evidence/NAME")
+    ev.add_argument("run_dir")
+    ev.add_argument("name", help="evidence folder name (docs/evidence/NAME)")
+    ev.add_argument("--command", help="the exact command line that made the run (written to command.txt)")
+    ev.add_argument("--shared", action="store_true", help="the machine was shared with other jobs during the run")
+    ev.add_argument("--dest", help="evidence root (default: docs/evidence in the current folder)")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing docs/evidence/NAME")
+    ev.set_defaults(func=cmd_evidence)
     return p
 
 
