@@ -177,3 +177,23 @@ def preview(config, images, targets=None, seed: int = 0, draws: int = 3) -> Opti
     x = np.stack(xs).reshape(len(images), draws, *xs[0].shape)
     y = np.stack(ys).reshape(len(images), draws, *ys[0].shape) if targets is not None else None
     return x, y
+
+
+def preview_sets(recipe, tasks, rep_source, n: int = 4, draws: int = 3) -> list:
+    """Augmented training samples for report.html: per data source and augmentation (segmentation tasks first,
+    so masks are shown), ``(title, images, masks or None, augmented images, augmented masks or None)``; empty
+    when the run has no augmentation."""
+    jobs = sorted(((name, recipe.task_data(name).augment, td.source, *td.arrays("train"), td.type)
+                   for name, td in tasks.items()), key=lambda j: j[-1] != "segmentation")
+    x_rep = rep_source.data.images[rep_source.split["train"]]
+    jobs.append(("representation", recipe.data.augment, rep_source, x_rep, None, "image"))
+    out, seen = [], set()
+    for name, cfg, source, x, y, kind in jobs:
+        key = (id(source), repr(cfg.model_dump()))
+        if key in seen or not cfg.active:
+            continue
+        seen.add(key)
+        y = y[:n] if kind == "segmentation" else None
+        aug = preview(cfg, x[:n], y, seed=recipe.seed, draws=draws)
+        out.append((f"{name}: {cfg.summary()}", x[:n], y, *aug))
+    return out
