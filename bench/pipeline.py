@@ -4,10 +4,12 @@
 
 (1) disk -> arrays: read PNG (or DICOM) files, decode, resize (OpenCV bicubic), scale to [0, 1] — umsrep's
 readers, images/s; (2) the training stream over those arrays: per-epoch permutation, gather, per-image random
-noise (Gaussian / Poisson / speckle), batching, prefetch — umsrep's tf.data pipeline, images/s; (3) the model's
-consumption: training steps of the ~787k-parameter denoising autoencoder (encoder + decoder) at that size and
-batch, run by umsrep's engine on the same stream, images/s. Reported: the ratios (1)/(3) and (2)/(3); the target
-is >= 5. Without --data the embedded synthetic ultrasound set is generated at --size into a temporary folder.
+noise (Gaussian / Poisson / speckle), batching, prefetch — umsrep's tf.data pipeline, images/s; (2b) the same
+stream with ``data.augment: strong`` (``--preset``) before the noise, and a segmentation stream (image + mask)
+with it; (3) the model's consumption: training steps of the ~787k-parameter denoising autoencoder (encoder +
+decoder) at that size and batch, run by umsrep's engine on the same stream, images/s. Reported: the ratios
+(1)/(3), (2)/(3) and (2b)/(3) — the target is >= 5 — and the augmentation's cost per training step. Without
+--data the embedded synthetic ultrasound set is generated at --size into a temporary folder.
 Writes bench/results/pipeline.json.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from pathlib import Path
 
 from _common import save
 
@@ -27,6 +30,7 @@ def main():
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=12)
+    ap.add_argument("--preset", default="strong", help="data.augment preset of the augmented streams")
     a = ap.parse_args()
 
     import numpy as np
@@ -41,10 +45,12 @@ def main():
     from umsrep.models.losses import LOSSES
     from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
     from umsrep.recipe import OptimizerConfig
+    from umsrep.transforms import AugmentConfig, augmentation
 
     root = a.data or make_ultrasound_dataset(tempfile.mkdtemp(), n=a.n, size=a.size, seed=0)
     t0 = time.perf_counter()
-    data = load_dataset(root, "images", None, None, image_size=(a.size, a.size), channels=1)
+    data = load_dataset(root, "images", "masks" if (Path(root) / "masks").is_dir() else None, None,
+                        image_size=(a.size, a.size), channels=1)
     read_ips = len(data) / (time.perf_counter() - t0)
     x = data.images.astype(np.float32)
 
@@ -54,15 +60,29 @@ def main():
     def add_noise(img, y, seed):
         return random_noise(img, levels, seed), y
 
-    ds = pipeline.train_dataset(x, x, batch_size=a.batch, seed=0, map_fn=add_noise)
-    it = iter(ds)
-    for _ in range(3):
-        next(it)
+    def denoise_target(img, y, seed):  # fit's representation stage: the target is the (augmented) clean image
+        return random_noise(img, levels, seed), img
+
     steps = max(20, 4 * len(x) // a.batch)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        next(it)
-    stream_ips = steps * a.batch / (time.perf_counter() - t0)
+
+    def rate(ds):
+        it = iter(ds)
+        for _ in range(3):
+            next(it)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            next(it)
+        return steps * a.batch / (time.perf_counter() - t0)
+
+    ds = pipeline.train_dataset(x, x, batch_size=a.batch, seed=0, map_fn=add_noise)
+    stream_ips = rate(ds)
+    cfg = AugmentConfig.model_validate(a.preset)
+    aug_ips = rate(pipeline.train_dataset(x, x, batch_size=a.batch, seed=0,
+                                          map_fn=augmentation(cfg, denoise_target)))
+    masks = (np.random.default_rng(0).random((len(x), a.size, a.size)) > 0.5).astype(np.int32)
+    if data.masks is not None:
+        masks = (np.maximum(data.masks, 0) > 0).astype(np.int32)
+    seg_ips = rate(pipeline.train_dataset(x, masks, batch_size=a.batch, seed=0, map_fn=augmentation(cfg)))
 
     enc = ENCODERS.get("denoising_autoencoder")((a.size, a.size, 1), mean=float(x.mean()), std=float(x.std()))
     model = attach_one(enc, HEADS.get("denoise")(pyramid_spec(enc), (a.size, a.size), channels=1))
@@ -77,9 +97,16 @@ def main():
            "read_decode_resize_images_per_s": read_ips, "train_stream_images_per_s": stream_ips,
            "model_training_images_per_s": model_ips, "model_parameters": int(model.count_params()),
            "read_over_model": read_ips / model_ips, "stream_over_model": stream_ips / model_ips,
+           "augment_preset": a.preset, "augment": cfg.summary(),
+           "augmented_denoising_stream_images_per_s": aug_ips,
+           "augmented_segmentation_stream_images_per_s": seg_ips,
+           "augmented_stream_over_model": min(aug_ips, seg_ips) / model_ips,
+           # one core's time per training step spent augmenting (the stream runs in parallel with the model)
+           "augment_cost_ms_per_step": 1000 * a.batch * (1 / aug_ips - 1 / stream_ips),
+           "model_ms_per_step": 1000 * a.batch / model_ips,
            "target_ratio": 5.0}
     for k, v in res.items():
-        print(f"{k:34s} {v:10.1f}" if isinstance(v, float) else f"{k:34s} {v}")
+        print(f"{k:44s} {v:10.1f}" if isinstance(v, float) else f"{k:44s} {v}")
     tf.keras.backend.clear_session()
     save("pipeline", res)
 
