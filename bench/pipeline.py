@@ -16,6 +16,7 @@ Writes bench/results/pipeline.json.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ def main():
     from umsrep.recipe import OptimizerConfig
     from umsrep.transforms import AugmentConfig, augmentation
 
+    load_before = os.getloadavg()[0]  # > cores: other processes shared the machine, the rates are low
     root = a.data or make_ultrasound_dataset(tempfile.mkdtemp(), n=a.n, size=a.size, seed=0)
     t0 = time.perf_counter()
     data = load_dataset(root, "images", "masks" if (Path(root) / "masks").is_dir() else None, None,
@@ -104,7 +106,7 @@ def main():
            # one core's time per training step spent augmenting (the stream runs in parallel with the model)
            "augment_cost_ms_per_step": 1000 * a.batch * (1 / aug_ips - 1 / stream_ips),
            "model_ms_per_step": 1000 * a.batch / model_ips,
-           "target_ratio": 5.0}
+           "target_ratio": 5.0, "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     for k, v in res.items():
         print(f"{k:44s} {v:10.1f}" if isinstance(v, float) else f"{k:44s} {v}")
     tf.keras.backend.clear_session()

@@ -275,3 +275,21 @@ def test_tiny_fit_with_light_augmentation(tiny_recipe_file, tmp_path):
     page = (out / "report.html").read_text()
     assert "Augmented training samples" in page and "lesion: light:" in page
     assert "preset: light" in (out / "recipe.yaml").read_text()
+
+
+def test_fit_resume_with_augmentation_is_bit_identical(tiny_recipe_file, tmp_path, monkeypatch):
+    from tests.test_resume import _interrupt_after, _weights
+    from umsrep.cli import main
+
+    args = ["--set", "data.augment={preset: strong, elastic: {p: 0.3}}", "--set", "representation.epochs=2",
+            "--set", "tasks.lesion.epochs=1", "--set", "tasks.diagnosis.epochs=1",
+            "--set", "output.tensorboard=false", "--set", "output.html=false"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["fit", str(tiny_recipe_file), "--out", str(a), *args]) == 0
+    calls = _interrupt_after(monkeypatch, 1)  # after the first epoch of the (augmented) representation stage
+    assert main(["fit", str(tiny_recipe_file), "--out", str(b), *args]) == 130
+    monkeypatch.undo()
+    assert calls == ["representation"]
+    assert main(["fit", "--resume", str(b)]) == 0
+    for x, y in zip(_weights(a), _weights(b)):
+        np.testing.assert_array_equal(x, y)
