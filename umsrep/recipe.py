@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from umsrep.errors import RecipeError
+from umsrep.transforms.config import AugmentConfig
 
 # --------------------------------------------------------------------------------------------------- schema
 
@@ -85,6 +86,9 @@ class DataConfig(Strict):
     normalization: Normalization = "dataset_zscore"
     on_bad_file: Literal["error", "skip"] = "error"
     split: SplitConfig = Field(default_factory=SplitConfig)
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig, description="training-split augmentation: a preset (none, light, strong) "
+                                                   "and/or per-transform settings (umsrep.transforms)")
 
     @field_validator("image_size", mode="before")
     @classmethod

@@ -55,7 +55,7 @@ class TaskData:
 
 
 def _key(cfg: DataConfig) -> str:
-    d = cfg.model_dump(mode="json")
+    d = cfg.model_dump(mode="json", exclude={"augment"})  # augmentation does not change the data loaded
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -177,6 +177,27 @@ def denoise_grid(clean, noisy_by_level, denoised_by_level, psnr, title):
     return _png(fig)
 
 
+def augment_grid(x, y, xa, ya, title):
+    """Rows: training images; columns: the image, then augmented versions (mask outlined in green)."""
+    import matplotlib.pyplot as plt
+
+    n, draws = xa.shape[:2]
+    fig, axes = plt.subplots(n, 1 + draws, figsize=(1.8 * (1 + draws), 1.9 * n), squeeze=False)
+    for i in range(n):
+        cells = [("original", x[i], None if y is None else y[i])]
+        cells += [(f"augmented {j + 1}", xa[i, j], None if ya is None else ya[i, j]) for j in range(draws)]
+        for j, (cap, img, mask) in enumerate(cells):
+            ax = axes[i, j]
+            ax.imshow(_gray(img), cmap="gray", vmin=0, vmax=1)
+            if mask is not None and np.any(mask > 0):
+                ax.contour(mask > 0, levels=[0.5], colors="lime", linewidths=0.8)
+            ax.set_title(cap if i == 0 else "", fontsize=7)
+            ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _png(fig)
+
+
 # ----------------------------------------------------------------------------------------------- page
 def write_html_report(run, metrics, model=None, recipe=None, tasks=None, rep_source=None, log=print):
     """Render ``report.html`` next to ``report.md`` in the run directory ``run``."""
@@ -256,6 +277,12 @@ def _model_sections(metrics, model, recipe, tasks, rep_source, examples):
     den = _denoise_examples(model, recipe, rep_source)
     if den:
         out.append(("Denoising examples", den))
+    from umsrep.transforms.compose import preview_sets
+
+    aug = [_figure(augment_grid(*s[1:], s[0]), f"training augmentation ({s[0]}); validation and test images are "
+                   "never augmented") for s in preview_sets(recipe, tasks, rep_source)]
+    if aug:
+        out.append(("Augmented training samples", "".join(aug)))
     return out
 
 

@@ -32,6 +32,7 @@ from umsrep.train.checkpoint import Checkpoints
 from umsrep.train.distribute import make_strategy
 from umsrep.train.engine import Alternating, Joint, SingleTask, TaskStream, make_optimizer, run_stage
 from umsrep.train.weighting import make_weighting
+from umsrep.transforms import augmentation, log_augmentation
 
 
 def noise_levels(rep) -> list:
@@ -54,9 +55,11 @@ def _params(model):
     return {"trainable": trainable, "total": int(model.count_params())}
 
 
-def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None, head_variables=()):
+def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None, head_variables=(), augment=None):
+    """``augment`` (data.augment) runs on the training split only, before ``map_fn``."""
     steps = cfg.steps_per_epoch or pipeline.steps(len(x_tr), cfg.batch_size)
-    train_ds = pipeline.train_dataset(x_tr, y_tr, batch_size=cfg.batch_size, seed=seed, map_fn=map_fn)
+    train_ds = pipeline.train_dataset(x_tr, y_tr, batch_size=cfg.batch_size, seed=seed,
+                                      map_fn=augmentation(augment, map_fn))
     val_ds, val_steps = None, 0
     if len(x_va):
         val_ds = pipeline.eval_dataset(x_va, y_va, batch_size=cfg.batch_size, map_fn=map_fn, seed=seed + 1)
@@ -105,13 +108,13 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         log(f"representation: {rep.kind} encoder + denoising decoder, {model.count_params():,} parameters, "
             f"noise {[lv.name for lv in levels]}")
 
-        def add_noise(x, y, seed):
-            return random_noise(x, levels, seed), y
+        def add_noise(x, y, seed):  # the target is the clean (augmented, when training) image
+            return random_noise(x, levels, seed), x
 
         x_rep = rep_source.data.images[rep_source.split["train"]]
         x_va = rep_source.data.images[rep_source.split["val"]]
         stream = _stream("representation", model, LOSSES.get("mse")(), rep, x_rep, x_rep, x_va, x_va, recipe.seed,
-                         map_fn=add_noise)
+                         map_fn=add_noise, augment=recipe.data.augment)
     else:
         tname = rep.task or max((n for n, t in recipe.tasks.items() if t.type == "classification"),
                                 key=lambda n: len(tasks[n].index["train"]))
@@ -122,7 +125,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         log(f"representation: {rep.kind} encoder trained with task {tname!r}, {model.count_params():,} parameters")
         (x_tr, y_tr), (x_va, y_va) = tasks[tname].arrays("train"), tasks[tname].arrays("val")
         stream = _stream("representation", model, build_loss(task.type, task.loss), rep, x_tr, y_tr, x_va, y_va,
-                         recipe.seed)
+                         recipe.seed, augment=recipe.task_data(tname).augment)
     trainer = SingleTask("representation", stream, model.trainable_variables, make_optimizer(rep.optimizer),
                          strategy)
     res = run_stage(trainer, rep, log=log, log_dir=stage_log("representation"), checkpoints=ckpt)
@@ -154,7 +157,8 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
         log(f"head {name!r} ({task.type}, {len(task.classes)} classes): {heads[name].count_params():,} "
             f"parameters, {len(x_tr)} train / {len(x_va)} val images")
         streams.append(_stream(name, model, build_loss(task.type, task.loss), task, x_tr, y_tr, x_va, y_va,
-                               recipe.seed + 7 * (i + 1), head_variables=heads[name].trainable_variables))
+                               recipe.seed + 7 * (i + 1), head_variables=heads[name].trainable_variables,
+                               augment=recipe.task_data(name).augment))
     if kind == "independent":
         for s in streams:
             variables = s.head_variables + (encoder.trainable_variables if encoder.trainable else [])
@@ -190,12 +194,15 @@ def _shared_batches(recipe, tasks, names):
     with the same batch size (else None: a batch per task)."""
     first = tasks[names[0]]
     same = all(tasks[n].source is first.source and np.array_equal(tasks[n].index["train"], first.index["train"])
-               and recipe.tasks[n].batch_size == recipe.tasks[names[0]].batch_size for n in names[1:])
+               and recipe.tasks[n].batch_size == recipe.tasks[names[0]].batch_size
+               and recipe.task_data(n).augment.model_dump() == recipe.task_data(names[0]).augment.model_dump()
+               for n in names[1:])
     if len(names) < 2 or not same:
         return None
     x_tr = first.arrays("train")[0]
     ys = {n: tasks[n].arrays("train")[1] for n in names}
-    return pipeline.train_dataset(x_tr, ys, batch_size=recipe.tasks[names[0]].batch_size, seed=recipe.seed + 7)
+    return pipeline.train_dataset(x_tr, ys, batch_size=recipe.tasks[names[0]].batch_size, seed=recipe.seed + 7,
+                                  map_fn=augmentation(recipe.task_data(names[0]).augment))
 
 
 def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
@@ -225,7 +232,7 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         log(f"baseline model {name!r}: {model.count_params():,} parameters, trained from scratch"
             + (" on denoised images" if denoiser is not None else ""))
         stream = _stream(name, model, build_loss(task.type, task.loss), task, x_tr, y_tr, x_va, y_va,
-                         recipe.seed + 101 * (i + 1))
+                         recipe.seed + 101 * (i + 1), augment=recipe.task_data(name).augment)
         res = run_stage(SingleTask(f"baseline/{name}", stream, model.trainable_variables,
                                    make_optimizer(task.optimizer), strategy), task, log=log,
                         log_dir=stage_log(f"baseline_{name}"), checkpoints=ckpt)
@@ -301,6 +308,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                         "skipped": [vars(x) for x in s.data.skipped]} for k, s in sources.items()},
         "tasks": {n: td.source.key for n, td in tasks.items()}})
 
+    log_augmentation(recipe, log)
     x_rep = rep_source.data.images[rep_source.split["train"]]
     mean, std = float(x_rep.mean()), float(x_rep.std())
     stages, heads = {}, {}
