@@ -159,10 +159,11 @@ def _copy_conv_bn(block: ConvBNReLU, ref: dict, prefix: str):
 @torch.no_grad()
 def check_against_reference(ref: dict) -> float:
     """Max |Keras - PyTorch| of the DAE's inference outputs, with Keras' exact padding and the Keras weights
-    copied in (train_throughput.py raises if it is above 1e-4). ``ref`` (written by train_throughput.py from umsrep's Keras DAE, so that
-    this process needs no TensorFlow): ``mean``, ``std`` (the input normalisation), ``encoder.{i}.*`` and
-    ``decoder.{i}.*`` (i from 1; ``kernel`` (kh, kw, cin, cout), BatchNorm's ``gamma``, ``beta``, ``mean``,
-    ``var``), ``logits.kernel``, ``logits.bias``, the images ``x`` (N, H, W, C) and the Keras outputs ``out``."""
+    copied in (train_throughput.py raises if it is above 1e-4). ``ref`` is written by train_throughput.py from
+    umsrep's Keras DAE, so that this process needs no TensorFlow: ``mean``, ``std`` (the input normalisation),
+    ``encoder.{i}.*`` and ``decoder.{i}.*`` (i from 1; ``kernel`` (kh, kw, cin, cout), BatchNorm's ``gamma``,
+    ``beta``, ``mean``, ``var``), ``logits.kernel``, ``logits.bias``, the images ``x`` (N, H, W, C) and the Keras
+    outputs ``out``."""
     n_enc = sum(1 for k in ref if k.startswith("encoder.") and k.endswith(".kernel"))
     filters = [int(ref[f"encoder.{i}.kernel"].shape[-1]) for i in range(1, n_enc + 1)]
     cin = int(ref["x"].shape[-1])

@@ -277,7 +277,6 @@ def main():
     def torch_builders(kind):
         """The PyTorch cases of ``kind``, built in the PyTorch process; each entry's run() is one request to it
         and returns the seconds timed there."""
-        nonlocal tw
         if tw is None or kind == "mmanet":
             return []
         wanted = {name: flags for name, flags in TORCH_CASES.items()
