@@ -32,7 +32,10 @@ setup(
     extras_require={
         "export": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],  # umsrep export --format onnx
         "test": ["pytest>=7.4", "tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
-        "bench": ["torch>=2.13"],  # bench/train_throughput.py's PyTorch cases (CPU wheel is enough)
+        # bench/train_throughput.py's and profile_step.py's PyTorch cases, run in a process of their own (never next to
+        # TensorFlow). Tested: 2.13 (CPU build) and 2.14 (PyPI's default Linux wheel, CUDA libraries + triton). The
+        # CPU build (no CUDA, no triton) is enough and much smaller: docs/performance.md says how to install it.
+        "bench": ["torch>=2.13,<2.15"],
     },
     entry_points={"console_scripts": ["umsrep=umsrep.cli:run"]},
 )

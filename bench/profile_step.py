@@ -11,8 +11,11 @@ joined by its node name with the traced step graph for its data type, so the tab
 and what stayed in float32. Printed per precision: self time per step by category (convolutions, BatchNorm's
 ops, upsampling, casts, layout/transposes, element-wise, optimizer, ...), by op type and data type, and the top
 ops by self time. PyTorch: `torch.profiler` over the same number of steps, self CPU time by aten op and the same
-categories. Writes bench/results/profile_step.json (or ``--out``). Times are host (CPU) self times; with 2
-cores, ops running in parallel add up to more than the wall time.
+categories, in a process of its own (this script again, with ``--torch-process``): TensorFlow and PyTorch are
+never loaded into one process (triton, which PyPI's default Linux wheel of PyTorch brings, crashed next to
+TensorFlow); its tables print there and its numbers come back in a temporary JSON file. Writes
+bench/results/profile_step.json (or ``--out``). Times are host (CPU) self times; with 2 cores, ops running in
+parallel add up to more than the wall time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ import collections
 import glob
 import json
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -251,14 +257,18 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--logdir", help="keep the TensorFlow traces here (default: a temporary folder)")
     ap.add_argument("--out", help="write the JSON here instead of bench/results/profile_step.json")
+    ap.add_argument("--torch-process", metavar="FILE", help=argparse.SUPPRESS)  # internal: PyTorch only, to FILE
     a = ap.parse_args()
+    if a.torch_process:          # the PyTorch process started by torch_in_own_process: no TensorFlow here
+        out = {prec: profile_torch(prec == "bf16", a) for prec in a.precisions}
+        Path(a.torch_process).write_text(json.dumps(out, default=str))
+        return
     logroot = Path(a.logdir or tempfile.mkdtemp(prefix="umsrep_profile_"))
     res = {"size": a.size, "batch": a.batch, "steps": a.steps, "tensorflow": {}, "pytorch": {}}
     for prec in a.precisions:
         res["tensorflow"][prec] = profile_tf(prec, a, logroot)
     if a.torch:
-        for prec in a.precisions:
-            res["pytorch"][prec] = profile_torch(prec == "bf16", a)
+        res["pytorch"] = torch_in_own_process(a)
     cmp = compare(res)
     if cmp:
         res["comparison_ms_per_step"] = cmp
@@ -268,6 +278,21 @@ def main():
         print(f"wrote {a.out}")
     else:
         save("profile_step", res)
+
+
+def torch_in_own_process(a) -> dict:
+    """profile_torch for each precision, in a new process of this script (never next to TensorFlow)."""
+    with tempfile.TemporaryDirectory(prefix="umsrep_profile_torch_") as tmp:
+        out = Path(tmp) / "pytorch.json"
+        cmd = [sys.executable, __file__, "--size", str(a.size), "--batch", str(a.batch), "--steps", str(a.steps),
+               "--top", str(a.top), "--precisions", *a.precisions, "--torch-process", str(out)]
+        cmd += ["--torch-channels-last"] if a.torch_channels_last else []
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc != 0 or not out.is_file():
+            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+            print(f"\nPyTorch profile failed in its own process ({how}): only TensorFlow's is saved")
+            return {}
+        return json.loads(out.read_text())
 
 
 def compare(res) -> dict:

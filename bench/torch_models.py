@@ -1,4 +1,5 @@
 """PyTorch twins of the umsrep networks timed by bench/train_throughput.py (benchmark only: `pip install .[bench]`).
+Imported only in PyTorch's own process (bench/torch_worker.py, profile_step.py --torch), never next to TensorFlow.
 
 The same layer sequence as umsrep's Keras models, so that images/s compare the frameworks, not the networks:
 
@@ -13,7 +14,7 @@ BatchNorm as Keras' default: epsilon 1e-3, momentum 0.99 (PyTorch's ``momentum``
 Keras': epsilon 1e-7. Keras' ``padding="same"`` for a stride-2 convolution of an even input pads one pixel at
 the bottom/right only; PyTorch's ``padding=1`` pads one pixel on every side. Both give the same output shape and
 the same FLOPs; ``tf_same=True`` pads exactly as Keras does (an explicit ``F.pad`` before the stride-2
-convolutions), which :func:`check_against_keras` uses to show the two networks compute the same function. The
+convolutions), which :func:`check_against_reference` uses to show the two networks compute the same function. The
 benchmark uses ``padding=1``, as a PyTorch user would write it.
 
 MMA-Net has no PyTorch twin here (not built).
@@ -138,69 +139,42 @@ def adam(params, lr=1e-4):
 
 def count(module: nn.Module) -> dict:
     """Parameters as Keras counts them: ``total`` includes BatchNorm's running mean and variance (Keras'
-    non-trainable moving statistics), ``trainable`` the parameters with gradients (frozen parts excluded)."""
+    non-trainable moving statistics), ``trainable`` the parameters with gradients (frozen parts excluded).
+    train_throughput.py compares them with the Keras model's (in its own process: no TensorFlow here)."""
     params = sum(p.numel() for p in module.parameters())
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     stats = sum(b.numel() for n, b in module.named_buffers() if n.endswith(("running_mean", "running_var")))
     return {"total": int(params + stats), "trainable": int(trainable)}
 
 
-def keras_count(model) -> dict:
-    return {"total": int(model.count_params()),
-            "trainable": int(sum(np.prod(v.shape) for v in model.trainable_weights))}
-
-
-def assert_same_parameters(name, torch_module, keras_model, trainable=True):
-    """Print both counts; raise if they differ (the networks would not be the same)."""
-    t, k = count(torch_module), keras_count(keras_model)
-    print(f"{name}: parameters Keras {k['total']:,} (trainable {k['trainable']:,}), "
-          f"PyTorch {t['total']:,} (trainable {t['trainable']:,})")
-    keys = ("total", "trainable") if trainable else ("total",)
-    bad = [key for key in keys if t[key] != k[key]]
-    if bad:
-        raise SystemExit(f"{name}: PyTorch and Keras parameter counts differ ({', '.join(bad)}): {t} vs {k}")
-    return t
-
-
 # -------------------------------------------------------------------------------------------------- checking
 
-def _copy_conv_bn(block: ConvBNReLU, keras_model, prefix):
-    kernel = keras_model.get_layer(f"{prefix}_conv").get_weights()[0]               # (kh, kw, cin, cout)
-    block.conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()))
-    gamma, beta, mean, var = keras_model.get_layer(f"{prefix}_bn").get_weights()
-    for t, v in ((block.bn.weight, gamma), (block.bn.bias, beta), (block.bn.running_mean, mean),
-                 (block.bn.running_var, var)):
-        t.copy_(torch.from_numpy(v))
+def _copy_conv_bn(block: ConvBNReLU, ref: dict, prefix: str):
+    block.conv.weight.copy_(torch.from_numpy(ref[f"{prefix}.kernel"].transpose(3, 2, 0, 1).copy()))
+    for t, key in ((block.bn.weight, "gamma"), (block.bn.bias, "beta"), (block.bn.running_mean, "mean"),
+                   (block.bn.running_var, "var")):
+        t.copy_(torch.from_numpy(ref[f"{prefix}.{key}"]))
 
 
 @torch.no_grad()
-def load_keras_dae(module: EncoderDecoder, keras_encoder, keras_head):
-    """Copy the weights of umsrep's Keras DAE (its encoder and ``denoise`` head sub-models) into ``module``."""
-    for i, block in enumerate(module.encoder.blocks, start=1):
-        _copy_conv_bn(block, keras_encoder, f"enc{i}")
-    name = keras_head.name.removeprefix("head_")
-    for i, block in enumerate(module.decoder.blocks, start=1):
-        _copy_conv_bn(block, keras_head, f"{name}_dec{i}")
-    w, b = keras_head.get_layer(f"{name}_logits").get_weights()
-    module.decoder.logits.weight.copy_(torch.from_numpy(w.transpose(3, 2, 0, 1).copy()))
-    module.decoder.logits.bias.copy_(torch.from_numpy(b))
-
-
-def check_against_keras(keras_encoder, keras_head, keras_model, tol=1e-4) -> float:
-    """Max |Keras - PyTorch| of the inference outputs on two random images, with Keras' exact padding and the
-    Keras weights copied in; raises if above ``tol``."""
-    norm = keras_encoder.get_layer("normalize")
-    mean, std = norm.mean, norm.std
-    filters = [keras_encoder.get_layer(f"enc{i}_conv").filters for i in range(1, len(keras_encoder.outputs) + 1)]
-    cin = int(keras_encoder.input_shape[-1])
-    m = EncoderDecoder(Encoder(cin, filters, mean, std, tf_same=True), Decoder(filters, cin))
-    load_keras_dae(m, keras_encoder, keras_head)
+def check_against_reference(ref: dict) -> float:
+    """Max |Keras - PyTorch| of the DAE's inference outputs, with Keras' exact padding and the Keras weights
+    copied in (train_throughput.py raises if it is above 1e-4). ``ref`` is written by train_throughput.py from
+    umsrep's Keras DAE, so that this process needs no TensorFlow: ``mean``, ``std`` (the input normalisation),
+    ``encoder.{i}.*`` and ``decoder.{i}.*`` (i from 1; ``kernel`` (kh, kw, cin, cout), BatchNorm's ``gamma``,
+    ``beta``, ``mean``, ``var``), ``logits.kernel``, ``logits.bias``, the images ``x`` (N, H, W, C) and the Keras
+    outputs ``out``."""
+    n_enc = sum(1 for k in ref if k.startswith("encoder.") and k.endswith(".kernel"))
+    filters = [int(ref[f"encoder.{i}.kernel"].shape[-1]) for i in range(1, n_enc + 1)]
+    cin = int(ref["x"].shape[-1])
+    m = EncoderDecoder(Encoder(cin, filters, float(ref["mean"]), float(ref["std"]), tf_same=True),
+                       Decoder(filters, cin))
+    for i, block in enumerate(m.encoder.blocks, start=1):
+        _copy_conv_bn(block, ref, f"encoder.{i}")
+    for i, block in enumerate(m.decoder.blocks, start=1):
+        _copy_conv_bn(block, ref, f"decoder.{i}")
+    m.decoder.logits.weight.copy_(torch.from_numpy(ref["logits.kernel"].transpose(3, 2, 0, 1).copy()))
+    m.decoder.logits.bias.copy_(torch.from_numpy(ref["logits.bias"]))
     m.eval()
-    x = np.random.default_rng(1).random((2, *keras_model.input_shape[1:])).astype(np.float32)
-    ref = np.asarray(keras_model(x, training=False))
-    with torch.no_grad():
-        out = m(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
-    err = float(np.max(np.abs(ref - out)))
-    if err > tol:
-        raise SystemExit(f"PyTorch twin differs from the Keras model: max |diff| {err:.2e} > {tol:g}")
-    return err
+    out = m(torch.from_numpy(ref["x"].transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
+    return float(np.max(np.abs(ref["out"] - out)))

@@ -15,7 +15,12 @@ loop (a, b, c, ..., a, b, c, ...) and the median of the repeats reported:
 - ``torch_fp32_nchw`` / ``torch_fp32_channels_last`` / ``torch_bf16_channels_last``: the identical network in
   PyTorch eager (bench/torch_models.py; parameter counts checked equal to the Keras model's, and for the
   autoencoder its outputs checked equal with the Keras weights copied in), same loss, Adam lr 1e-4, batch and
-  random data; bf16 = `torch.autocast("cpu", torch.bfloat16)`, loss in float32. Not for MMA-Net (no twin);
+  random data; bf16 = `torch.autocast("cpu", torch.bfloat16)`, loss in float32. Not for MMA-Net (no twin).
+  PyTorch runs in a process of its own (bench/torch_worker.py, started once, driven over a pipe; it gets the
+  same images through a temporary .npz file): TensorFlow and PyTorch are never loaded into one process (triton,
+  which PyPI's default Linux wheel of PyTorch brings, crashed next to TensorFlow). The interleaving is the same:
+  each PyTorch run is one request to that process, timed there, while this one waits (and the other way round).
+  If that process dies, its cases are reported as failed and the TensorFlow cases go on;
 - with ``bf16`` in --precisions: ``umsrep_bf16`` and ``keras_fit_bf16``, the models built under
   `keras.mixed_precision.set_global_policy("mixed_bfloat16")` (reset to float32 afterwards).
 
@@ -31,8 +36,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 from _common import RESULTS, machine, save
 
@@ -43,13 +53,96 @@ TORCH_CASES = {"torch_fp32_nchw": (False, False), "torch_fp32_channels_last": (F
                "torch_bf16_channels_last": (True, True)}   # name -> (bf16 autocast, channels_last)
 
 
-def _load_torch():
+class WorkerDied(RuntimeError):
+    """The PyTorch process (bench/torch_worker.py) ended or stopped answering."""
+
+
+class TorchWorker:
+    """The PyTorch cases' own process (bench/torch_worker.py), one JSON request and reply per line; its other
+    output (PyTorch's messages, a crash's) goes to this process's stderr."""
+
+    def __init__(self, threads=None):
+        cmd = [sys.executable, str(Path(__file__).with_name("torch_worker.py"))]
+        cmd += ["--threads", str(threads)] if threads else []
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+
+    def ask(self, **msg) -> dict:
+        try:
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass                              # it has ended: _read says how
+        return self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            rc = self.proc.wait()
+            how = f"killed by {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+            raise WorkerDied(f"the PyTorch process ended ({how})")
+        return json.loads(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.ask(cmd="quit")
+            except WorkerDied:
+                pass
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _start_torch(threads):
     try:
-        import torch_models   # imports torch
-    except ImportError as e:
-        print(f"PyTorch not importable ({e}): the PyTorch cases are skipped (pip install torch, or .[bench])")
+        w = TorchWorker(threads)
+    except WorkerDied as e:
+        print(f"PyTorch could not be started ({e}): the PyTorch cases are skipped")
         return None
-    return torch_models
+    if "error" in w.info:
+        w.close()
+        print(f"PyTorch not importable ({w.info['error']}): the PyTorch cases are skipped "
+              f"(pip install torch, or .[bench])")
+        return None
+    return w
+
+
+def keras_count(model) -> dict:
+    import numpy as np
+
+    return {"total": int(model.count_params()),
+            "trainable": int(sum(np.prod(v.shape) for v in model.trainable_weights))}
+
+
+def dae_reference(keras_model, path):
+    """The Keras DAE's weights, two images and its outputs, for the PyTorch twin's check in its own process
+    (layout: torch_models.check_against_reference)."""
+    import numpy as np
+
+    enc, head = keras_model.layers[1], keras_model.layers[2]
+    norm = enc.get_layer("normalize")
+    ref = {"mean": np.float32(norm.mean), "std": np.float32(norm.std)}
+
+    def conv_bn(model, prefix, key):
+        ref[f"{key}.kernel"] = model.get_layer(f"{prefix}_conv").get_weights()[0]
+        for k, v in zip(("gamma", "beta", "mean", "var"), model.get_layer(f"{prefix}_bn").get_weights()):
+            ref[f"{key}.{k}"] = v
+
+    for i in range(1, len(enc.outputs) + 1):
+        conv_bn(enc, f"enc{i}", f"encoder.{i}")
+    name = head.name.removeprefix("head_")
+    i = 1
+    while any(layer.name == f"{name}_dec{i}_conv" for layer in head.layers):
+        conv_bn(head, f"{name}_dec{i}", f"decoder.{i}")
+        i += 1
+    ref["logits.kernel"], ref["logits.bias"] = head.get_layer(f"{name}_logits").get_weights()
+    ref["x"] = np.random.default_rng(1).random((2, *keras_model.input_shape[1:])).astype(np.float32)
+    ref["out"] = np.asarray(keras_model(ref["x"], training=False))
+    np.savez(path, **ref)
+    return path
 
 
 def main():
@@ -78,20 +171,21 @@ def main():
     from umsrep.train.engine import Joint, SingleTask, TaskStream, make_optimizer
     from umsrep.train.weighting import make_weighting
 
-    tm = None if a.no_torch else _load_torch()
-    if tm is not None:
-        import torch
-
-        if a.torch_threads:
-            torch.set_num_threads(a.torch_threads)
-        print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; TensorFlow {tf.__version__}, "
-              f"Keras {keras.__version__}")
+    tw = None if a.no_torch else _start_torch(a.torch_threads)
+    if tw is not None:
+        print(f"PyTorch {tw.info['torch']}, {tw.info['threads']} threads (own process, pid {tw.proc.pid}); "
+              f"TensorFlow {tf.__version__}, Keras {keras.__version__}")
+    torch_info = None if tw is None else {"version": tw.info["torch"], "threads": tw.info["threads"],
+                                          "process": "own process (bench/torch_worker.py), interleaved per run"}
+    tmp = tempfile.TemporaryDirectory(prefix="umsrep_bench_")
     size, bs, steps = a.size, a.batch, a.steps
     n_pool = bs * max(1, -(-64 // bs))          # >= 64 images, a whole number of batches
     rng = np.random.default_rng(0)
     x = rng.random((n_pool, size, size, 1)).astype(np.float32)
     mask = (rng.random((n_pool, size, size)) > 0.7).astype(np.int32)
     label = rng.integers(0, 3, n_pool).astype(np.int32)
+    pool = Path(tmp.name) / "pool.npz"       # the PyTorch process trains on the same images
+    np.savez(pool, x=x, mask=mask)
     peak = peak_bf16 = None
     if (RESULTS / "peak.json").is_file():
         pk = json.loads((RESULTS / "peak.json").read_text())
@@ -180,59 +274,69 @@ def main():
                           kds), full
 
     # ---------------------------------------------------------------------------------------- PyTorch cases
-    def torch_runner(make_module, loss_fn, y_nchw, bf16, channels_last):
-        torch.manual_seed(0)
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        module = make_module().to(memory_format=fmt)
-        module.train()
-        xs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=fmt)
-        ys = torch.from_numpy(y_nchw).contiguous(memory_format=fmt)
-        optim = tm.adam(module.parameters())
-        state = {"i": 0}
-
-        def run():
-            loss = None
-            for _ in range(steps):
-                i = state["i"]
-                state["i"] = (i + bs) % n_pool
-                optim.zero_grad(set_to_none=True)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    out = module(xs[i:i + bs])
-                loss = loss_fn(ys[i:i + bs], out.float())
-                loss.backward()
-                optim.step()
-            return loss.detach().item()
-
-        return run, module
-
     def torch_builders(kind):
-        if tm is None or kind == "mmanet":
+        """The PyTorch cases of ``kind``, built in the PyTorch process; each entry's run() is one request to it
+        and returns the seconds timed there."""
+        if tw is None or kind == "mmanet":
             return []
-        if kind == "dae":
-            make, loss_fn, y = tm.denoising_autoencoder, tm.mse_loss, x.transpose(0, 3, 1, 2).copy()
-        else:
-            def make():
-                return tm.FrozenEncoderHead(tm.Encoder(), tm.Decoder())
-            loss_fn, y = tm.dice_ce_loss, (mask[:, None] > 0).astype(np.float32)
-        out = []
-        for name, (bf16, cl) in TORCH_CASES.items():
-            if ("bf16" if bf16 else "fp32") in a.precisions:
-                out.append((name, "pytorch", "bf16" if bf16 else "fp32",
-                            lambda bf16=bf16, cl=cl: torch_runner(make, loss_fn, y, bf16, cl)))
-        return out
+        wanted = {name: flags for name, flags in TORCH_CASES.items()
+                  if ("bf16" if flags[0] else "fp32") in a.precisions}
+        try:
+            got = tw.ask(cmd="setup", kind=kind, data=str(pool), steps=steps, batch=bs, cases=wanted)
+        except WorkerDied as e:
+            torch_lost(e)
+            return []
+        for case, err in got["errors"].items():
+            print(f"{NAMES[kind]}/{case}: failed, skipped ({err[:200]})")
+
+        def builder(case):
+            def run():
+                if tw is None:
+                    raise WorkerDied("the PyTorch process ended earlier")
+                try:
+                    r = tw.ask(cmd="run", case=case)
+                except WorkerDied as e:
+                    torch_lost(e)
+                    raise
+                if "error" in r:
+                    raise RuntimeError(r["error"])
+                return r["seconds"]
+            return run, None
+
+        return [(c, "pytorch", "bf16" if wanted[c][0] else "fp32", lambda c=c: builder(c)) for c in got["cases"]]
+
+    def torch_lost(e):
+        nonlocal tw
+        print(f"PyTorch cases stopped: {e}; the TensorFlow cases go on")
+        tw = None
 
     def check_twin(kind, keras_model):
         """Parameter counts (and, for the DAE, outputs) of the PyTorch twin equal the Keras model's."""
-        if tm is None or kind == "mmanet":
+        if tw is None or kind == "mmanet":
             return None
-        if kind == "dae":
-            counts = tm.assert_same_parameters(NAMES[kind], tm.denoising_autoencoder(), keras_model)
-            enc, head = keras_model.layers[1], keras_model.layers[2]
-            err = tm.check_against_keras(enc, head, keras_model)
-            print(f"{NAMES[kind]}: PyTorch twin (Keras padding, Keras weights) matches the Keras outputs, "
-                  f"max |diff| {err:.1e}")
-            return {**counts, "max_output_difference": err}
-        return tm.assert_same_parameters(NAMES[kind], tm.FrozenEncoderHead(tm.Encoder(), tm.Decoder()), keras_model)
+        ref = dae_reference(keras_model, Path(tmp.name) / "dae_reference.npz") if kind == "dae" else None
+        try:
+            r = tw.ask(cmd="twin", kind=kind, reference=str(ref) if ref else None)
+        except WorkerDied as e:
+            torch_lost(e)
+            return None
+        if "error" in r:
+            raise SystemExit(f"{NAMES[kind]}: checking the PyTorch twin failed: {r['error']}")
+        t, k = r["parameters"], keras_count(keras_model)
+        print(f"{NAMES[kind]}: parameters Keras {k['total']:,} (trainable {k['trainable']:,}), "
+              f"PyTorch {t['total']:,} (trainable {t['trainable']:,})")
+        bad = [key for key in ("total", "trainable") if t[key] != k[key]]
+        if bad:
+            raise SystemExit(f"{NAMES[kind]}: PyTorch and Keras parameter counts differ ({', '.join(bad)}): "
+                             f"{t} vs {k}")
+        if r["max_output_difference"] is None:
+            return t
+        err = r["max_output_difference"]
+        if err > 1e-4:
+            raise SystemExit(f"PyTorch twin differs from the Keras model: max |diff| {err:.2e} > 1e-4")
+        print(f"{NAMES[kind]}: PyTorch twin (Keras padding, Keras weights) matches the Keras outputs, "
+              f"max |diff| {err:.1e}")
+        return {**t, "max_output_difference": err}
 
     tf_builders = {"dae": (dae_umsrep, dae_fit), "seg": (seg_umsrep, seg_fit), "mmanet": (mma_umsrep, mma_fit)}
 
@@ -274,11 +378,21 @@ def main():
         twin = check_twin(kind, flops_model)
         ips = {c: [] for c in runs}
         for _ in range(a.repeats):
-            for case, (run, framework, prec) in runs.items():
+            for case, (run, framework, prec) in list(runs.items()):
                 set_policy(prec if framework != "pytorch" else "fp32")
                 t0 = time.perf_counter()
-                run()
-                ips[case].append(steps * bs / (time.perf_counter() - t0))
+                try:
+                    seconds = run()
+                except Exception as e:
+                    if framework != "pytorch":
+                        raise
+                    errors[case] = f"{type(e).__name__}: {e}"   # the PyTorch process failed: drop its case
+                    print(f"{name}/{case}: failed, dropped ({errors[case][:200]})")
+                    del runs[case], ips[case]
+                    continue
+                if framework != "pytorch":
+                    seconds = time.perf_counter() - t0
+                ips[case].append(steps * bs / seconds)    # PyTorch: timed in its process, no pipe round trip
             set_policy("fp32")
         flops = count_flops(flops_model)
         cases = {}
@@ -308,22 +422,15 @@ def main():
         print_model(name, r, peak, peak_bf16)
     res = {"size": size, "batch": bs, "steps": steps, "repeats": a.repeats,
            "peak_gflops": peak, "peak_bf16_gflops": peak_bf16,
-           "precisions": a.precisions, "pytorch": _torch_version(tm), "models": results}
+           "precisions": a.precisions, "pytorch": torch_info, "models": results}
+    if tw is not None:
+        tw.close()
+    tmp.cleanup()
     if a.out:
-        from pathlib import Path
-
         Path(a.out).write_text(json.dumps({"machine": machine(), **res}, indent=2) + "\n")
         print(f"wrote {a.out}")
     else:
         save("train_throughput", res)
-
-
-def _torch_version(tm):
-    if tm is None:
-        return None
-    import torch
-
-    return {"version": torch.__version__, "threads": torch.get_num_threads()}
 
 
 def ratios(cases: dict) -> dict:
