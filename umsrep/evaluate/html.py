@@ -286,7 +286,7 @@ def _denoise_examples(model, recipe, rep_source, n=3):
     from umsrep.data.noise import apply_noise
     from umsrep.evaluate.evaluate import _task_model
     from umsrep.evaluate.metrics import psnr
-    from umsrep.train.fit import noise_levels
+    from umsrep.data.noise import noise_levels
 
     if isinstance(model, dict) or "head_denoise" not in [ly.name for ly in model.layers]:
         return None
@@ -296,7 +296,7 @@ def _denoise_examples(model, recipe, rep_source, n=3):
     sub = _task_model(model, "denoise")
     fn = tf.function(lambda b: sub(b, training=False), reduce_retracing=True)
     noisy, den, scores = {}, {}, {}
-    for k, lv in enumerate(noise_levels(recipe.representation)[:2]):
+    for k, lv in enumerate(noise_levels(recipe.representation.noise)[:2]):
         nz = np.asarray(apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64)))
         d = pipeline.predict(fn, nz)
         noisy[lv.name], den[lv.name] = nz, d
