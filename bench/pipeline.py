@@ -36,8 +36,8 @@ def main():
     from umsrep.data.dataset import load_dataset
     from umsrep.data.noise import NoiseLevel, random_noise
     from umsrep.data.synthetic import make_ultrasound_dataset
-    from umsrep.models.heads import HEADS, attach_one, pyramid_spec
-    from umsrep.models.encoders import ENCODERS
+    from umsrep.models import ENCODERS, HEADS
+    from umsrep.models.pyramid import attach_one, pyramid_spec
     from umsrep.models.losses import LOSSES
     from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
     from umsrep.recipe import OptimizerConfig
@@ -64,8 +64,8 @@ def main():
         next(it)
     stream_ips = steps * a.batch / (time.perf_counter() - t0)
 
-    enc = ENCODERS.get("denoising_autoencoder")((a.size, a.size, 1), mean=float(x.mean()), std=float(x.std()))
-    model = attach_one(enc, HEADS.get("denoise")(pyramid_spec(enc), (a.size, a.size), channels=1))
+    enc = ENCODERS.get("denoising_autoencoder").build((a.size, a.size, 1), mean=float(x.mean()), std=float(x.std()))
+    model = attach_one(enc, HEADS.get("denoise").build(pyramid_spec(enc), (a.size, a.size), name="denoise", channels=1))
     stream = TaskStream("representation", model, LOSSES.get("mse")(), ds, a.train_steps)
     trainer = SingleTask("representation", stream, model.trainable_variables,
                          make_optimizer(OptimizerConfig(name="rmsprop", learning_rate=1e-3)))

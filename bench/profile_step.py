@@ -129,10 +129,10 @@ def profile_tf(prec, a, logroot) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from umsrep.models.encoders import ENCODERS
-    from umsrep.models.heads import HEADS, attach_one, pyramid_spec
+    from umsrep.models import ENCODERS, HEADS
     from umsrep.models.losses import LOSSES
     from umsrep.recipe import OptimizerConfig
+    from umsrep.models.pyramid import attach_one, pyramid_spec
     from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
 
     size, bs = a.size, a.batch
@@ -140,8 +140,8 @@ def profile_tf(prec, a, logroot) -> dict:
     try:
         x = np.random.default_rng(0).random((4 * bs, size, size, 1)).astype(np.float32)
         ds = tf.data.Dataset.from_tensor_slices((x, x)).repeat().batch(bs).prefetch(tf.data.AUTOTUNE)
-        enc = ENCODERS.get("denoising_autoencoder")((size, size, 1))
-        dae = attach_one(enc, HEADS.get("denoise")(pyramid_spec(enc), (size, size), channels=1))
+        enc = ENCODERS.get("denoising_autoencoder").build((size, size, 1))
+        dae = attach_one(enc, HEADS.get("denoise").build(pyramid_spec(enc), (size, size), name="denoise", channels=1))
         stream = TaskStream("dae", dae, LOSSES.get("mse")(), ds, a.steps)
         st = SingleTask("dae", stream, dae.trainable_variables,
                         make_optimizer(OptimizerConfig(name="adam", learning_rate=1e-4)))

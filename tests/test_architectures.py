@@ -13,7 +13,7 @@ import yaml
 from umsrep.cli import main
 from umsrep.models.blocks.attention import CoordinateAttention, ResidualAttention, SoftThreshold
 from umsrep.models.blocks.conv import aspp
-from umsrep.models.heads import attach, pyramid_spec
+from umsrep.models.pyramid import attach, pyramid_spec
 from umsrep.recipe import load_recipe
 from umsrep.train.fit import build_encoder, build_head
 

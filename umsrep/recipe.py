@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
 import yaml
+from pydantic_core import PydanticCustomError
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
                       model_validator)
 
@@ -166,6 +167,21 @@ class TaskConfig(TrainConfig):
     label_map: Optional[Dict[str, str]] = Field(
         None, description="classification: labels-CSV label -> task class (several labels may map to one "
                           "class); images whose label is not a key are left out of this task, and counted")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _head_fits_type(cls, v):
+        # checked before the head's own fields, so a head of the wrong task type is named as such
+        head = v.get("head") if isinstance(v, dict) else None
+        kind = head.get("kind") if isinstance(head, dict) else None
+        if isinstance(kind, str) and kind in HEADS and v.get("type") in ("segmentation", "classification"):
+            types = HEADS.get(kind).task_types
+            if v["type"] not in types:
+                raise ValidationError.from_exception_data("head", [{
+                    "type": PydanticCustomError("head_type", "a head for {types} tasks, not {task}",
+                                                {"types": " / ".join(types), "task": v["type"]}),
+                    "loc": ("head", "kind"), "input": kind}])
+        return v
 
     @field_validator("loss", mode="before")
     @classmethod

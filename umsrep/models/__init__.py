@@ -62,13 +62,14 @@ class Encoder:
     def own_head(self, task_type: str) -> Optional[str]:
         return (self.heads or {}).get(task_type)
 
-    def build(self, image, settings=None, name: str = "encoder", **fields):
-        """``image``: an :class:`ImageSpec` or a shape; ``settings`` (default: the defaults, updated with
-        ``fields``, validated)."""
+    def build(self, image, settings=None, name: str = "encoder", *, normalization="dataset_zscore", mean=0.0,
+              std=1.0, lowpass_sigma=None, **fields):
+        """``image``: an :class:`ImageSpec`, or a shape (H, W, C) completed by ``normalization``, ``mean``, ``std``
+        and ``lowpass_sigma``; ``settings`` (default: the defaults, updated with ``fields``, validated)."""
         if self.builder is None:
             raise ValueError(f"{self.Settings.__name__}: this encoder is loaded, not built")
         if not isinstance(image, ImageSpec):
-            image = ImageSpec(tuple(image))
+            image = ImageSpec(tuple(image), normalization, mean, std, lowpass_sigma)
         settings = settings if settings is not None else self.Settings(**fields)
         return _resolve(self.builder)(settings, image, name)
 

@@ -154,6 +154,11 @@ class _PerTask(Weighting):
         return list(tape.gradient(objective, head_vars)) if head_vars else []
 
 
+def weighting_settings(method: str = "fixed", **fields):
+    """The validated ``strategy.weighting`` settings of ``method`` (its ``Settings`` class)."""
+    return WEIGHTINGS.get(method).Settings(**fields)
+
+
 def make_weighting(cfg, tasks) -> Weighting:
     """The weighting method ``cfg.method`` (its ``Settings``) for ``tasks``."""
     return WEIGHTINGS.get(cfg.method)(list(tasks), cfg)
