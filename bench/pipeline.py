@@ -37,10 +37,10 @@ def main():
     from umsrep.data.noise import NoiseLevel, random_noise
     from umsrep.data.synthetic import make_ultrasound_dataset
     from umsrep.models import ENCODERS, HEADS
-    from umsrep.models.pyramid import attach_one, pyramid_spec
     from umsrep.models.losses import LOSSES
-    from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
+    from umsrep.models.pyramid import attach_one, pyramid_spec
     from umsrep.recipe import OptimizerConfig
+    from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
 
     root = a.data or make_ultrasound_dataset(tempfile.mkdtemp(), n=a.n, size=a.size, seed=0)
     t0 = time.perf_counter()

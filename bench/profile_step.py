@@ -131,8 +131,8 @@ def profile_tf(prec, a, logroot) -> dict:
 
     from umsrep.models import ENCODERS, HEADS
     from umsrep.models.losses import LOSSES
-    from umsrep.recipe import OptimizerConfig
     from umsrep.models.pyramid import attach_one, pyramid_spec
+    from umsrep.recipe import OptimizerConfig
     from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
 
     size, bs = a.size, a.batch
@@ -169,9 +169,8 @@ def profile_tf(prec, a, logroot) -> dict:
 def profile_torch(bf16, a) -> dict:
     import numpy as np
     import torch
-    from torch.profiler import ProfilerActivity, profile
-
     import torch_models as tm
+    from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
     fmt = torch.channels_last if bf16 or a.torch_channels_last else torch.contiguous_format

@@ -45,7 +45,7 @@ TORCH_CASES = {"torch_fp32_nchw": (False, False), "torch_fp32_channels_last": (F
 
 def _load_torch():
     try:
-        import torch_models   # imports torch
+        import torch_models  # imports torch
     except ImportError as e:
         print(f"PyTorch not importable ({e}): the PyTorch cases are skipped (pip install torch, or .[bench])")
         return None
@@ -72,8 +72,8 @@ def main():
 
     from umsrep.models import ENCODERS, HEADS
     from umsrep.models.flops import count_flops
-    from umsrep.models.pyramid import attach, attach_one, pyramid_spec
     from umsrep.models.losses import LOSSES, build_loss
+    from umsrep.models.pyramid import attach, attach_one, pyramid_spec
     from umsrep.recipe import LossConfig, OptimizerConfig
     from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
     from umsrep.train.strategies.joint import Joint

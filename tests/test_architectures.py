@@ -117,9 +117,8 @@ def test_mmanet_ablation_switches_remove_their_parts():
 
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_each_architecture_fits_saves_and_reloads(name, tmp_path):
-    from tests.conftest import REPO_ROOT
-
     import umsrep.models.layers  # noqa: F401
+    from tests.conftest import REPO_ROOT
 
     out = tmp_path / "run"
     sets = ["data.root=null", "data.synthetic={kind: ultrasound, n: 36, size: 64, seed: 1, per_patient: 2}",

@@ -135,9 +135,9 @@ def test_report_html_is_self_contained_and_complete(tiny_run):
 
 
 def test_default_layer_is_the_deepest_level_the_head_reads():
+    from umsrep.models.pyramid import pyramid_spec
     from umsrep.recipe import parse_recipe
     from umsrep.train.fit import build_encoder, build_head
-    from umsrep.models.pyramid import pyramid_spec
 
     raw = {"name": "t", "modality": "us", "data": {"synthetic": {"n": 24}, "image_size": 32},
            "representation": {"kind": "mmanet", "filters": [4, 4, 8, 8, 8]}, "strategy": {"kind": "joint"},

@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 
 from umsrep.errors import RecipeError
-from umsrep.models.encoder_io import load_encoder, save_encoder
 from umsrep.models import ENCODERS, HEADS
-from umsrep.models.pyramid import attach, attach_one, head_levels, pyramid_spec
+from umsrep.models.encoder_io import load_encoder, save_encoder
 from umsrep.models.layers import Normalize
 from umsrep.models.losses import LOSSES, build_loss
+from umsrep.models.pyramid import attach, head_levels, pyramid_spec
 from umsrep.recipe import LossConfig, parse_recipe
 
 
@@ -126,8 +126,10 @@ def test_ce_losses_match_keras():
     assert ours == pytest.approx(ref, rel=1e-4)
     # weighted sum: overlap_weight * dice + ce_weight * ce
     y1, p1 = _seg_case()
-    combo = float(build_loss("segmentation", LossConfig(name="dice_ce", overlap_weight=20, ce_weight=1, smooth=0))(y1, p1))
-    parts = 20 * float(LOSSES.get("dice")("segmentation", smooth=0)(y1, p1)) + float(LOSSES.get("ce")("segmentation")(y1, p1))
+    cfg = LossConfig(name="dice_ce", overlap_weight=20, ce_weight=1, smooth=0)
+    combo = float(build_loss("segmentation", cfg)(y1, p1))
+    parts = (20 * float(LOSSES.get("dice")("segmentation", smooth=0)(y1, p1))
+             + float(LOSSES.get("ce")("segmentation")(y1, p1)))
     assert combo == pytest.approx(parts, rel=1e-5)
     with pytest.raises(RecipeError, match="segmentation tasks only"):
         LOSSES.get("dice")("classification")
@@ -185,3 +187,20 @@ def test_fused_batchnorm_in_saved_models(tmp_path):
     assert type(back.get_layer("enc1_bn")) is FusedBatchNormalization
     for a, b in zip(enc(x, training=False), back(x, training=False)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_flops_and_parameters_match_a_hand_count():
+    from umsrep.models.flops import count_flops, count_parameters
+
+    inp = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inp)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inp, keras.layers.Dense(3, name="dense")(x))
+    model.get_layer("conv").trainable = False
+    # conv: 4x4 outputs x 2 channels x (3x3x1) multiply-adds = 288 MACs = 576 FLOPs, + 32 bias additions;
+    # dense: 32 inputs x 3 outputs = 96 MACs = 192 FLOPs, + 3 bias additions; ReLU and reshape count nothing
+    assert count_flops(model) == 576 + 32 + 192 + 3
+    # conv 3x3x1x2 + 2, dense 32x3 + 3
+    assert count_parameters(model) == {"trainable": 32 * 3 + 3, "total": 9 * 2 + 2 + 32 * 3 + 3}
+    assert count_parameters(model.trainable_weights) == {"trainable": 99, "total": 99}

@@ -9,14 +9,14 @@ import tensorflow as tf
 
 from umsrep.data import pipeline
 from umsrep.models import ENCODERS, HEADS
-from umsrep.models.pyramid import attach, attach_one, pyramid_spec
 from umsrep.models.losses import build_loss
+from umsrep.models.pyramid import attach, attach_one, pyramid_spec
 from umsrep.recipe import TaskConfig
+from umsrep.registry import WEIGHTINGS
 from umsrep.train.engine import SingleTask, TaskStream, make_optimizer, run_stage
 from umsrep.train.strategies.alternating import Alternating, alternating_schedule
 from umsrep.train.strategies.joint import Joint
-from umsrep.registry import WEIGHTINGS
-from umsrep.train.weighting import make_weighting, weighting_settings, pcgrad_project, weighting_settings
+from umsrep.train.weighting import make_weighting, pcgrad_project, weighting_settings
 
 QUIET = dict(log=lambda *_: None)
 

@@ -25,9 +25,8 @@ def _quiet_tf():
 
 
 def cmd_validate(args) -> int:
-    from umsrep.recipe import load_recipe
-
     from umsrep.models.encoder_io import read_preprocessing
+    from umsrep.recipe import load_recipe
 
     r = load_recipe(args.recipe, args.set)
     if r.representation.source:
@@ -78,9 +77,8 @@ def _resume_recipe(args):
 
 def cmd_fit(args) -> int:
     from umsrep.errors import RecipeError
-    from umsrep.recipe import load_recipe, resolve_paths
-
     from umsrep.models.encoder_io import read_preprocessing
+    from umsrep.recipe import load_recipe, resolve_paths
 
     if args.resume:
         if args.out:
@@ -111,9 +109,8 @@ def cmd_fit(args) -> int:
 
 def cmd_evaluate(args) -> int:
     _quiet_tf()
-    from umsrep.evaluate.runs import evaluate_run
-
     from umsrep.console import print_summary
+    from umsrep.evaluate.runs import evaluate_run
 
     print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model))
     return 0

@@ -15,15 +15,34 @@ from pathlib import Path
 from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator,
-                      model_validator)
 
 from umsrep.errors import RecipeError
 from umsrep.registry import ENCODERS, HEADS, STRATEGIES, settings_validator
-from umsrep.settings import (LEGACY_HEAD, LEGACY_REPRESENTATION, EarlyStoppingConfig, EncoderSettings, HeadSettings,  # noqa: F401
-                             NoiseSpec, OptimizerConfig, RepresentationSettings, ScheduleSettings, Strict, TrainConfig,
-                             WeightingSettings)
+from umsrep.settings import (  # noqa: F401
+    LEGACY_HEAD,
+    LEGACY_REPRESENTATION,
+    EarlyStoppingConfig,
+    EncoderSettings,
+    HeadSettings,
+    NoiseSpec,
+    OptimizerConfig,
+    RepresentationSettings,
+    ScheduleSettings,
+    Strict,
+    TrainConfig,
+    WeightingSettings,
+)
 
 # --------------------------------------------------------------------------------------------------- schema
 

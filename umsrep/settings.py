@@ -11,8 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Dict, List, Literal, Optional
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, SerializeAsAny, field_validator,
-                      model_serializer)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    field_validator,
+    model_serializer,
+)
 
 from umsrep.registry import SCHEDULES, settings_validator
 

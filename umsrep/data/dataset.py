@@ -45,26 +45,6 @@ class LoadedData:
     groups: list  # value of the group_by column, None if no group_by
     skipped: list = field(default_factory=list)  # list[Skipped]
 
-    def subset(self, idx) -> "LoadedData":
-        """Rows ``idx`` (integer indices or a boolean mask) of every per-sample field; ``skipped`` is kept as is."""
-        idx = np.asarray(idx)
-        if idx.dtype == np.bool_:
-            if idx.shape != (len(self),):
-                raise ValueError(f"boolean index has shape {idx.shape}, expected ({len(self)},)")
-            idx = np.flatnonzero(idx)
-        idx = idx.astype(np.intp).reshape(-1)
-        rows = [int(i) for i in idx]
-        return LoadedData(
-            names=[self.names[i] for i in rows],
-            files=[self.files[i] for i in rows],
-            images=self.images[idx],
-            masks=None if self.masks is None else self.masks[idx],
-            has_mask=self.has_mask[idx],
-            labels=[self.labels[i] for i in rows],
-            groups=[self.groups[i] for i in rows],
-            skipped=list(self.skipped),
-        )
-
     def __len__(self) -> int:
         return len(self.names)
 

@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from umsrep.data import pipeline
 from umsrep.data.noise import apply_noise, noise_levels
-from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, dice_per_image, segmentation_metrics
 from umsrep.derive.rules import HeadValues, decide, heads_of
+from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, dice_per_image, segmentation_metrics
 from umsrep.evaluate.stats import bootstrap_ci
 from umsrep.models.pyramid import attach_one
 

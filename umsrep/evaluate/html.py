@@ -283,10 +283,9 @@ def _denoise_examples(model, recipe, rep_source, n=3):
     import tensorflow as tf
 
     from umsrep.data import pipeline
-    from umsrep.data.noise import apply_noise
+    from umsrep.data.noise import apply_noise, noise_levels
     from umsrep.evaluate.evaluate import _task_model
     from umsrep.evaluate.metrics import psnr
-    from umsrep.data.noise import noise_levels
 
     if isinstance(model, dict) or "head_denoise" not in [ly.name for ly in model.layers]:
         return None

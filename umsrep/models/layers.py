@@ -78,4 +78,4 @@ def image_input(image):
 
 
 # every custom layer must be registered before a saved model is loaded: importing this module registers them all
-from umsrep.models.blocks import attention, norm as _fused_bn  # noqa: E402,F401
+from umsrep.models.blocks import attention  # noqa: E402,F401

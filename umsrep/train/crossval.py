@@ -22,6 +22,7 @@ from umsrep.evaluate.report import render_cv_markdown
 from umsrep.evaluate.stats import paired_tests
 from umsrep.recipe import Recipe, dump_recipe
 from umsrep.rundir import RunDir
+from umsrep.train.compare import approach_summary
 
 SKIP = ("n", "predict_time_s")
 MAIN = {"segmentation": "dice", "classification": "accuracy"}
@@ -36,9 +37,7 @@ def approaches_of(m: dict) -> dict:
     """``{approach: {tasks: {task: test metrics}, wall_time_s, parameters}}`` of one run's metrics.json."""
     if "comparison" in m:
         return m["comparison"]["approaches"]
-    from umsrep.train.fit import _approach_summary
-
-    return {m["run"]["strategy"]: {**_approach_summary(list(m["stages"].values()), m["tasks"]),
+    return {m["run"]["strategy"]: {**approach_summary(list(m["stages"].values()), m["tasks"]),
                                    "parameters": {"total": m["parameters"]["model_total"]}}}
 
 
@@ -76,9 +75,9 @@ def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
     return out
 
 
-def fit_folds(recipe: Recipe, run: RunDir, log=print) -> dict:
-    from umsrep.train.fit import fit
-
+def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
+    """Every fold of ``recipe`` into ``run``; ``fit_one(recipe, run, log)`` trains one (:func:`umsrep.train.fit.fit`,
+    passed in so this module does not import it back)."""
     k = recipe.data.split.folds
     t0 = time.perf_counter()
     created = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -95,7 +94,7 @@ def fit_folds(recipe: Recipe, run: RunDir, log=print) -> dict:
             continue
         log(f"=== fold {f + 1}/{k} ({sub.path})")
         sub.path.mkdir(parents=True, exist_ok=True)
-        fold_metrics.append(fit(fold_recipe(recipe, f), sub, log=log))
+        fold_metrics.append(fit_one(fold_recipe(recipe, f), sub, log=log))
     cv = summarize_folds(fold_metrics, recipe)
     metrics = {"cv": cv, "run": {"name": recipe.name, "modality": recipe.modality, "folds": k,
                                  "strategy": recipe.strategy.kind, "wall_time_s": round(time.perf_counter() - t0, 2),

@@ -31,6 +31,7 @@ from umsrep.recipe import Recipe, dump_recipe, task_head
 from umsrep.registry import STRATEGIES
 from umsrep.rundir import RunDir
 from umsrep.train.checkpoint import Checkpoints
+from umsrep.train.compare import approach_summary, compare_approaches
 from umsrep.train.distribute import make_strategy
 from umsrep.train.engine import SingleTask, TaskStream, make_optimizer, run_stage
 from umsrep.train.strategies import FineTune
@@ -189,48 +190,13 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
     return models, costs
 
 
-def _approach_summary(stage_list, task_metrics):
-    time_s = sum(s["wall_time_s"] for s in stage_list)
-    return {"wall_time_s": round(time_s, 3), "epochs": sum(s["epochs_run"] for s in stage_list),
-            "tasks": {n: {k: v for k, v in t.get("test", {}).items() if not isinstance(v, (dict, list))
-                          or k.endswith("_ci95")} for n, t in task_metrics.items() if n != "denoise"}}
-
-
-def compare_approaches(approaches: dict, outcomes: dict, recipe) -> dict:
-    """Paper-style comparison: per approach the test metrics, time and parameters; pairwise McNemar
-    (classification) or Wilcoxon on per-image Dice (segmentation); time and parameter reduction vs baseline."""
-    from umsrep.evaluate.stats import mcnemar, paired_tests
-
-    names = list(approaches)
-    tests = {}
-    for task, t in recipe.tasks.items():
-        per = {}
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                ya, yb = outcomes[a][task]["test"], outcomes[b][task]["test"]
-                if t.type == "classification":
-                    per[f"{a} vs {b}"] = {"mcnemar": mcnemar(ya > 0.5, yb > 0.5)}
-                else:
-                    r = paired_tests(ya, yb)
-                    per[f"{a} vs {b}"] = {"wilcoxon_dice": r["wilcoxon"], "mean_dice_difference": r["mean_difference"]}
-        tests[task] = per
-    out = {"approaches": approaches, "tests": tests}
-    if "baseline" in approaches:
-        base = approaches["baseline"]
-        out["reduction_vs_baseline"] = {
-            a: {"time_pct": round(100 * (1 - v["wall_time_s"] / base["wall_time_s"]), 1),
-                "parameters_pct": round(100 * (1 - v["parameters"]["total"] / base["parameters"]["total"]), 1)}
-            for a, v in approaches.items() if a != "baseline"}
-    return out
-
-
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
     """Train and evaluate ``recipe`` into ``run``; with ``data.split.folds`` and no ``fold``, every fold
     (:mod:`umsrep.train.crossval`). Continues from the run's checkpoints when it has any."""
     if recipe.data.split.folds is not None and recipe.data.split.fold is None:
         from umsrep.train.crossval import fit_folds
 
-        return fit_folds(recipe, run, log)
+        return fit_folds(recipe, run, log, fit_one=fit)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(recipe.precision)
     try:
@@ -296,7 +262,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
             log(f"model saved: {path} ({full.count_params():,} parameters)")
             outcomes[kind] = {}
             results[kind] = evaluate_model(full, recipe, tasks, rep_source, log=log, outcomes=outcomes[kind])
-            approaches[kind] = {**_approach_summary(rep_stage + list(stages_k.values()), results[kind]["tasks"]),
+            approaches[kind] = {**approach_summary(rep_stage + list(stages_k.values()), results[kind]["tasks"]),
                                 "parameters": {"total": count_parameters(full)["total"]}}
         if recipe.baseline:
             restore_representation()
@@ -306,7 +272,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
             outcomes["baseline"] = {}
             results["baseline"] = evaluate_model(base_models, recipe, tasks, rep_source, log=log,
                                                  outcomes=outcomes["baseline"])
-            approaches["baseline"] = {**_approach_summary(list(costs.values()), results["baseline"]["tasks"]),
+            approaches["baseline"] = {**approach_summary(list(costs.values()), results["baseline"]["tasks"]),
                                       "models": costs,
                                       "parameters": {"total": int(sum(c["parameters"]["total"]
                                                                       for c in costs.values()))}}

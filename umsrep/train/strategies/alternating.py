@@ -27,7 +27,7 @@ class Alternating(Trainer):
     """``ratios[t]`` batches of task t, then the next task, ...; each batch updates encoder + active head
     with the active task's optimizer. An epoch is ``sum(steps_per_epoch)`` batches in this order."""
 
-    def __init__(self, name, streams, shared_variables, optimizers: Dict[str, keras.optimizers.Optimizer],
+    def __init__(self, name, streams, shared_variables, optimizers: Dict[str, object],
                  model, ratios="auto", strategy=None):
         super().__init__(name, streams, model, strategy)
         self.shared = _unique(shared_variables)
