@@ -194,7 +194,7 @@ def test_a_new_weighting_is_one_class_validated_from_the_recipe_and_trained_join
     r = parse_recipe(_raw(strategy={"kind": "joint", "weighting": {"method": "toy_mean", "scale": 2.0}}))
     assert isinstance(r.strategy.weighting, Mean) and r.strategy.weighting.scale == 2.0
     assert "strategy.weighting.temperature: unknown field" in _error(
-        _raw(strategy={"kind": "joint", "weighting": {"method": "toy_mean", "temperature": 2.0}}))
+        _raw(strategy={"kind": "joint", "weighting": {"method": "toy_mean", "temperature": 3.0}}))
     import keras
 
     enc, heads, data, cfgs = _toy()
@@ -242,12 +242,29 @@ def _run(code):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
 
 
+@pytest.fixture(scope="module")
+def saved_encoder(tmp_path_factory):
+    from umsrep.registry import ENCODERS
+
+    path = tmp_path_factory.mktemp("enc") / "encoder.keras"
+    ENCODERS.get("lightweight").build((16, 16, 1), filters=[4, 8]).save(path)
+    return path
+
+
 @pytest.mark.parametrize("order", ["import umsrep, keras", "import keras, umsrep"])
-def test_import_umsrep_registers_the_custom_keras_objects(order):
-    p = _run(f"{order}\nm = keras.models.load_model('pretrained/us-cdae/encoder.keras')\n"
-             "print(type(m.get_layer('normalize')).__name__, type(m.get_layer('enc1_bn')).__name__)")
+def test_import_umsrep_registers_the_custom_keras_objects(order, saved_encoder):
+    """Normalize, FusedBatchNormalization and SoftThreshold load with plain keras.models.load_model."""
+    p = _run(f"{order}\nm = keras.models.load_model({str(saved_encoder)!r})\n"
+             "print(*(type(m.get_layer(n)).__name__ for n in ('normalize', 'enc1_bn', 'enc1_shrink')))\n"
+             "p = keras.models.load_model('pretrained/us-cdae/encoder.keras')\n"
+             "print(type(p.get_layer('normalize')).__name__)")
     assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.split() == ["Normalize", "FusedBatchNormalization"]
+    assert p.stdout.split() == ["Normalize", "FusedBatchNormalization", "SoftThreshold", "Normalize"]
+
+
+def test_without_import_umsrep_keras_cannot_load_them(saved_encoder):
+    p = _run(f"import keras\nkeras.models.load_model({str(saved_encoder)!r})")
+    assert p.returncode != 0 and "Normalize" in p.stderr
 
 
 def test_recipe_validation_imports_no_tensorflow():

@@ -76,13 +76,16 @@ class Encoder:
 
 @dataclass(frozen=True)
 class Head:
-    """A registered head: its settings class, its builder (``"module:function"``), the task types it serves and
-    (optionally) the only encoder kinds it attaches to (None: any encoder's feature pyramid)."""
+    """A registered head: its settings class, its builder (``"module:function"``), the task types it serves,
+    (optionally) the only encoder kinds it attaches to (None: any encoder's feature pyramid), and whether
+    ``head.kind: auto`` picks it for its task types on encoders without a head of their own (``default``; one
+    head per task type)."""
 
     Settings: type
     builder: str
     task_types: Tuple[str, ...]
     encoders: Optional[Tuple[str, ...]] = None
+    default: bool = False
 
     def build(self, spec, input_size, *, name: str, n_classes: int = 1, settings=None, **fields):
         settings = settings if settings is not None else self.Settings(**fields)
@@ -100,10 +103,17 @@ def build_head(settings, spec, input_size, *, name: str, n_classes: int):
 
 
 def own_head(encoder_kind: Optional[str], task_type: str) -> str:
-    """``head.kind: auto``: the encoder architecture's own head for this task type, else the standard one (the
-    head registered under the task type's name)."""
+    """``head.kind: auto``: the encoder architecture's own head for this task type, else the default head of the
+    task type (the one registered with ``default=True``)."""
     enc = ENCODERS.get(encoder_kind) if encoder_kind in ENCODERS else None
-    return (enc.own_head(task_type) if enc else None) or task_type
+    own = enc.own_head(task_type) if enc else None
+    if own:
+        return own
+    defaults = [n for n, h in HEADS.items() if h.default and task_type in h.task_types]
+    if len(defaults) != 1:
+        raise ValueError(f"{len(defaults)} heads are the default for {task_type} tasks ({defaults}); "
+                         f"register exactly one with default=True")
+    return defaults[0]
 
 
 def check_head(kind: str, task_type: str, encoder_kind: Optional[str]) -> None:

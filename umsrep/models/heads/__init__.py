@@ -4,8 +4,9 @@
   U-Net skip connections (``skips``); binary: one sigmoid channel, multi-class: softmax over background + classes;
 - ``classification`` (:mod:`.classification`): GAP -> Dense(ReLU) -> Dropout -> softmax on the deepest level;
 - ``denoise`` (:mod:`.denoise`): the denoising autoencoder's decoder (the representation stage's, not a task's);
-- ``auto``: the encoder architecture's own head for the task type, else the standard one
-  (:func:`umsrep.models.resolve_head`); the fields given with it belong to that head.
+- ``auto``: the encoder architecture's own head for the task type, else the task type's default head (registered
+  with ``default=True``: ``segmentation``, ``classification``) (:func:`umsrep.models.resolve_head`); the fields
+  given with it belong to that head.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ class DenoiseHead(HeadSettings):
 
 
 HEADS.register("auto", Head(AutoHead, "umsrep.models.heads:_no_builder", TASK_TYPES))
-HEADS.register("segmentation", Head(SegmentationHead, "umsrep.models.heads.segmentation:build", ("segmentation",)))
+HEADS.register("segmentation", Head(SegmentationHead, "umsrep.models.heads.segmentation:build", ("segmentation",),
+                                    default=True))
 HEADS.register("classification", Head(ClassificationHead, "umsrep.models.heads.classification:build",
-                                      ("classification",)))
+                                      ("classification",), default=True))
 HEADS.register("denoise", Head(DenoiseHead, "umsrep.models.heads.denoise:build", ("denoise",)))
 
 

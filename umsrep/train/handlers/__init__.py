@@ -16,33 +16,9 @@ epoch's record: losses, validation losses, learning rates) and ``on_stage_end`` 
 
 from __future__ import annotations
 
+from umsrep.train.handlers.base import Handler
 
-class Handler:
-    name = "handler"
-
-    def on_stage_begin(self, stage):
-        pass
-
-    def on_epoch_begin(self, stage, epoch: int):
-        pass
-
-    def on_epoch_end(self, stage, record: dict):
-        pass
-
-    def on_stage_end(self, stage):
-        pass
-
-    def get_state(self) -> dict:
-        return {}
-
-    def set_state(self, state: dict):
-        pass
-
-    def get_arrays(self) -> list:
-        return []
-
-    def set_arrays(self, arrays: list):
-        pass
+__all__ = ["Handler", "default_handlers"]
 
 
 def default_handlers(cfg, *, log_dir=None, checkpoints=None) -> list:

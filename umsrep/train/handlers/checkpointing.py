@@ -3,7 +3,7 @@ and a stopping one, and a final one (``done``) when the stage ends — so ``fit 
 
 from __future__ import annotations
 
-from umsrep.train.handlers import Handler
+from umsrep.train.handlers.base import Handler
 
 
 class Checkpointing(Handler):

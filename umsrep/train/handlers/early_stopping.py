@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from umsrep.train.handlers import Handler
+from umsrep.train.handlers.base import Handler
 
 
 class EarlyStopping(Handler):

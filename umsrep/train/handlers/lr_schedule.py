@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from umsrep.lazy import keras
 from umsrep.registry import SCHEDULES
-from umsrep.train.handlers import Handler
+from umsrep.train.handlers.base import Handler
 
 
 def get_lr(opt) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from umsrep.lazy import tf
-from umsrep.train.handlers import Handler
+from umsrep.train.handlers.base import Handler
 
 
 class TensorBoard(Handler):
