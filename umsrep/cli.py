@@ -26,11 +26,13 @@ def _quiet_tf():
 
 def cmd_validate(args) -> int:
     from umsrep.models.encoder_io import read_preprocessing
-    from umsrep.recipe import load_recipe
+    from umsrep.recipe import load_recipe, task_head
 
     r = load_recipe(args.recipe, args.set)
     if r.representation.source:
-        read_preprocessing(r.representation.source, r)
+        _, pre = read_preprocessing(r.representation.source, r)
+        for name, t in r.tasks.items():  # the heads, for the loaded encoder's architecture
+            task_head(name, t, pre.get("kind"), args.recipe)
     tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} classes)" for n, t in r.tasks.items())
     _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
          f"{r.representation.kind}, tasks: {tasks}")

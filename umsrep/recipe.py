@@ -506,13 +506,13 @@ def _resolve_task_head(name: str, task: TaskConfig, encoder_kind: Optional[str])
         raise ValueError(f"tasks.{name}.head.{where}: {e}") from None
 
 
-def task_head(name: str, task: TaskConfig, encoder_kind: Optional[str]) -> HeadSettings:
+def task_head(name: str, task: TaskConfig, encoder_kind: Optional[str], source: str = "recipe") -> HeadSettings:
     """The head settings task ``name`` builds on an encoder of architecture ``encoder_kind`` (``auto`` resolved);
-    RecipeError naming the field when the head does not fit the task or the encoder."""
+    RecipeError naming ``source`` and the field when the head does not fit the task or the encoder."""
     try:
         return _resolve_task_head(name, task, encoder_kind)
     except ValueError as e:
-        raise RecipeError(f"recipe: {e}") from None
+        raise RecipeError(f"{source}: {e}") from None
 
 
 # ------------------------------------------------------------------------------------------- loading

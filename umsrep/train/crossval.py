@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import umsrep
 from umsrep.evaluate.report import render_cv_markdown
-from umsrep.evaluate.stats import paired_tests
+from umsrep.evaluate.stats import mean_sd, paired_tests
 from umsrep.recipe import Recipe, dump_recipe
 from umsrep.rundir import RunDir
 from umsrep.train.compare import approach_summary
@@ -41,12 +39,6 @@ def approaches_of(m: dict) -> dict:
                                    "parameters": {"total": m["parameters"]["model_total"]}}}
 
 
-def _mean_sd(values):
-    x = np.asarray(values, np.float64)
-    return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else 0.0,
-            "values": [float(v) for v in x]}
-
-
 def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
     """The ``cv`` section from the folds' metrics.json contents (same approaches and tasks in every fold)."""
     per_fold = [approaches_of(m) for m in fold_metrics]
@@ -57,10 +49,10 @@ def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
         for task in per_fold[0][a]["tasks"]:
             keys = [k for k, v in per_fold[0][a]["tasks"][task].items()
                     if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)]
-            tasks[task] = {k: _mean_sd([f[a]["tasks"][task][k] for f in per_fold]) for k in keys
+            tasks[task] = {k: mean_sd([f[a]["tasks"][task][k] for f in per_fold]) for k in keys
                            if all(f[a]["tasks"][task].get(k) is not None for f in per_fold)}
         out["approaches"][a] = {"tasks": tasks,
-                                "wall_time_s": _mean_sd([f[a]["wall_time_s"] for f in per_fold]),
+                                "wall_time_s": mean_sd([f[a]["wall_time_s"] for f in per_fold]),
                                 "parameters": per_fold[0][a]["parameters"]["total"]}
     for task, t in recipe.tasks.items():
         key = MAIN[t.type]

@@ -6,15 +6,17 @@ A *trainer* decides which variables each batch updates:
 
 - :class:`SingleTask`: one stream, one optimizer, a chosen variable set — the representation stage (encoder +
   denoising decoder or supervised head) and each head of the ``independent`` strategy (head only);
-- :class:`Alternating`: ``ratios[t]`` consecutive batches of task ``t``, then the next task, each batch
-  updating the encoder and the active head with that task's optimizer;
-- :class:`Joint`: one batch of every task per step, one optimizer over the encoder and all heads, the loss
-  vector combined by a :mod:`umsrep.train.weighting` method.
+- the strategies' trainers (:mod:`umsrep.train.strategies`): ``Alternating`` (``ratios[t]`` consecutive batches
+  of task ``t``, each updating the encoder and the active head) and ``Joint`` (one batch of every task per step,
+  the loss vector combined by a :mod:`umsrep.train.weighting` method).
 
-:func:`run_stage` drives any trainer: epochs, validation, early stopping and reduce-LR-on-plateau per optimizer
-(monitoring the validation loss of the tasks that optimizer trains; each task's loss is divided by its first
-validation loss so tasks count equally — or, with `fixed` joint weights, as much as their weight), best weights
-restored, TensorBoard scalars. Every step runs through
+:func:`run_stage` drives any trainer: the epoch loop trains, validates and logs; the handlers of
+:mod:`umsrep.train.handlers` do the rest — the learning-rate schedule per optimizer and early stopping
+(monitoring the validation loss of the tasks that optimizer trains, :meth:`Stage.monitored`: each task's loss is
+divided by its first validation loss so tasks count equally — or, with `fixed` joint weights, as much as their
+weight), best weights restored, TensorBoard scalars, checkpoints. Importing this module imports no TensorFlow
+(:mod:`umsrep.lazy`), so the strategy plug-ins that subclass :class:`Trainer` validate recipes without it. Every
+step runs through
 ``strategy.run`` (Keras' ``fit`` fails under ``MultiWorkerMirroredStrategy`` on TF 2.21); per-replica losses are
 divided by the replica count so the optimizer's all-reduced sum is the global mean gradient.
 """
