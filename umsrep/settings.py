@@ -20,6 +20,7 @@ from pydantic import (
     SerializeAsAny,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 from umsrep.registry import SCHEDULES, settings_validator
@@ -133,6 +134,13 @@ class EncoderSettings(RepresentationSettings):
     filters: Optional[List[int]] = Field(None, min_length=1, description="encoder widths (default: the "
                                                                          "architecture's, see docs/architectures.md)")
     kernel_size: int = Field(3, ge=1, le=15, description="encoder convolution kernel size (paper search: 3, 5, 7)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_name(cls, v):
+        if isinstance(v, dict) and v.get("name") is not None:
+            raise ValueError("`name` is for kind: pretrained (use init_from to load a run's encoder)")
+        return v
 
     @field_validator("filters")
     @classmethod
