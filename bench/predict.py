@@ -58,7 +58,6 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    import umsrep.models.layers  # noqa: F401
     from umsrep.data import pipeline
 
     model = keras.models.load_model(tmp / "run" / "model.keras")

@@ -117,7 +117,6 @@ def test_mmanet_ablation_switches_remove_their_parts():
 
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_each_architecture_fits_saves_and_reloads(name, tmp_path):
-    import umsrep.models.layers  # noqa: F401
     from tests.conftest import REPO_ROOT
 
     out = tmp_path / "run"

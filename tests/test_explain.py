@@ -60,8 +60,6 @@ def test_gradcam_equals_the_hand_computed_map(method):
 
 
 def test_gradcam_after_save_and_load_on_the_nested_model(tmp_path):
-    import umsrep.models.layers  # noqa: F401
-
     model = _tiny_model(seed=2)
     x = np.random.default_rng(3).random((3, 8, 8, 1)).astype(np.float32)
     before = GradCam(model, "dx")(x)

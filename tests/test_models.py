@@ -175,7 +175,6 @@ def test_fused_batchnorm_matches_keras_batchnorm():
 
 
 def test_fused_batchnorm_in_saved_models(tmp_path):
-    import umsrep.models.layers  # noqa: F401  (registration)
     from umsrep.models.blocks.norm import FusedBatchNormalization
 
     enc = ENCODERS.get("denoising_autoencoder").build((16, 16, 1), filters=[4, 4, 8, 8])

@@ -97,7 +97,6 @@ def _run_tflite(path, x, names):
 def export(run_dir, fmt, out, samples=None, log=print) -> dict:
     import keras
 
-    import umsrep.models.layers  # noqa: F401  (registers the Normalize layer)
     from umsrep.rundir import RunDir
 
     if fmt not in FORMATS:
