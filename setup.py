@@ -25,13 +25,14 @@ setup(
         "matplotlib>=3.8",
         "markdown>=3.5",  # report.html from report.md
         "rich>=13.0",
-        "pydicom>=2.4",
+        "pydicom>=3.0",  # pydicom.pixels
         "pylibjpeg>=2.0",  # JPEG-compressed DICOM
         "pylibjpeg-libjpeg>=2.1",
     ],
     extras_require={
-        "export": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],  # umsrep export --format onnx
-        "test": ["pytest>=7.4", "tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
+        # umsrep export: --format onnx, and the TFLite check through LiteRT (tf.lite.Interpreter is deprecated)
+        "export": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18", "ai-edge-litert>=1.2"],
+        "test": ["pytest>=7.4", "ruff>=0.5", "umsrep[export]"],
         # bench/train_throughput.py's and profile_step.py's PyTorch cases, run in a process of their own (never next to
         # TensorFlow). Tested: 2.13 (CPU build) and 2.14 (PyPI's default Linux wheel, CUDA libraries + triton). The
         # CPU build (no CUDA, no triton) is enough and much smaller: docs/performance.md says how to install it.

@@ -41,11 +41,11 @@ def main():
     from umsrep.data.dataset import load_dataset
     from umsrep.data.noise import NoiseLevel, random_noise
     from umsrep.data.synthetic import make_ultrasound_dataset
-    from umsrep.models.heads import HEADS, attach_one, pyramid_spec
-    from umsrep.models.encoders import ENCODERS
+    from umsrep.models import ENCODERS, HEADS
     from umsrep.models.losses import LOSSES
-    from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
+    from umsrep.models.pyramid import attach_one, pyramid_spec
     from umsrep.recipe import OptimizerConfig
+    from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
     from umsrep.transforms import AugmentConfig, augmentation
 
     load_before = os.getloadavg()[0]  # > cores: other processes shared the machine, the rates are low
@@ -90,8 +90,8 @@ def main():
     seg_ips = rate(pipeline.train_dataset(x, masks, batch_size=a.batch, seed=0, map_fn=augmentation(cfg)),
                    "augmented_segmentation_stream")
 
-    enc = ENCODERS.get("denoising_autoencoder")((a.size, a.size, 1), mean=float(x.mean()), std=float(x.std()))
-    model = attach_one(enc, HEADS.get("denoise")(pyramid_spec(enc), (a.size, a.size), channels=1))
+    enc = ENCODERS.get("denoising_autoencoder").build((a.size, a.size, 1), mean=float(x.mean()), std=float(x.std()))
+    model = attach_one(enc, HEADS.get("denoise").build(pyramid_spec(enc), (a.size, a.size), name="denoise", channels=1))
     stream = TaskStream("representation", model, LOSSES.get("mse")(), ds, a.train_steps)
     trainer = SingleTask("representation", stream, model.trainable_variables,
                          make_optimizer(OptimizerConfig(name="rmsprop", learning_rate=1e-3)))

@@ -58,7 +58,6 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    import umsrep.models.layers  # noqa: F401
     from umsrep.data import pipeline
 
     model = keras.models.load_model(tmp / "run" / "model.keras")
@@ -66,7 +65,7 @@ def main():
     fn = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
     t_model = median_time(lambda: pipeline.predict(fn, x, 16), a.repeats)
     # the autoencoder-based segmentation model alone (encoder + lesion decoder), as the target names it
-    from umsrep.models.heads import attach_one
+    from umsrep.models.pyramid import attach_one
 
     seg = attach_one(model.get_layer("encoder"), model.get_layer("head_lesion"))
     seg_fn = tf.function(lambda b: seg(b, training=False), reduce_retracing=True)

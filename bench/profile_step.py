@@ -135,9 +135,9 @@ def profile_tf(prec, a, logroot) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from umsrep.models.encoders import ENCODERS
-    from umsrep.models.heads import HEADS, attach_one, pyramid_spec
+    from umsrep.models import ENCODERS, HEADS
     from umsrep.models.losses import LOSSES
+    from umsrep.models.pyramid import attach_one, pyramid_spec
     from umsrep.recipe import OptimizerConfig
     from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
 
@@ -146,8 +146,8 @@ def profile_tf(prec, a, logroot) -> dict:
     try:
         x = np.random.default_rng(0).random((4 * bs, size, size, 1)).astype(np.float32)
         ds = tf.data.Dataset.from_tensor_slices((x, x)).repeat().batch(bs).prefetch(tf.data.AUTOTUNE)
-        enc = ENCODERS.get("denoising_autoencoder")((size, size, 1))
-        dae = attach_one(enc, HEADS.get("denoise")(pyramid_spec(enc), (size, size), channels=1))
+        enc = ENCODERS.get("denoising_autoencoder").build((size, size, 1))
+        dae = attach_one(enc, HEADS.get("denoise").build(pyramid_spec(enc), (size, size), name="denoise", channels=1))
         stream = TaskStream("dae", dae, LOSSES.get("mse")(), ds, a.steps)
         st = SingleTask("dae", stream, dae.trainable_variables,
                         make_optimizer(OptimizerConfig(name="adam", learning_rate=1e-4)))
@@ -175,9 +175,8 @@ def profile_tf(prec, a, logroot) -> dict:
 def profile_torch(bf16, a) -> dict:
     import numpy as np
     import torch
-    from torch.profiler import ProfilerActivity, profile
-
     import torch_models as tm
+    from torch.profiler import ProfilerActivity, profile
 
     torch.manual_seed(0)
     fmt = torch.channels_last if bf16 or a.torch_channels_last else torch.contiguous_format

@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from _common import REPO, run_fit, save
 
 ARMS = ("frozen", "finetune", "random")

@@ -3,10 +3,10 @@ Imported only in PyTorch's own process (bench/torch_worker.py, profile_step.py -
 
 The same layer sequence as umsrep's Keras models, so that images/s compare the frameworks, not the networks:
 
-- encoder (:mod:`umsrep.models.encoders.denoising_ae`): the input normalisation ``(x - mean) / std``, then per
+- encoder (:mod:`umsrep.models.denoising_autoencoder.encoder`): the input normalisation ``(x - mean) / std``, then per
   width in [32, 64, 128, 256] a 3x3 stride-2 convolution without bias + BatchNorm + ReLU; the four outputs are
   the feature pyramid;
-- decoder (:func:`umsrep.models.heads.build_decoder`, the ``denoise`` head and the one-class ``segmentation``
+- decoder (:func:`umsrep.models.heads.decoder.build_decoder`, the ``denoise`` head and the one-class ``segmentation``
   head): from the deepest level, per step a 2x nearest-neighbour upsampling + 3x3 convolution without bias +
   BatchNorm + ReLU at widths [128, 64, 32, 32], then a 3x3 convolution with bias to one channel + sigmoid.
 

@@ -163,13 +163,14 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from umsrep.models.encoders import ENCODERS
+    from umsrep.models import ENCODERS, HEADS
     from umsrep.models.flops import count_flops
-    from umsrep.models.heads import HEADS, attach, attach_one, pyramid_spec
     from umsrep.models.losses import LOSSES, build_loss
-    from umsrep.recipe import LossConfig, OptimizerConfig, WeightingConfig
-    from umsrep.train.engine import Joint, SingleTask, TaskStream, make_optimizer
-    from umsrep.train.weighting import make_weighting
+    from umsrep.models.pyramid import attach, attach_one, pyramid_spec
+    from umsrep.recipe import LossConfig, OptimizerConfig
+    from umsrep.train.engine import SingleTask, TaskStream, make_optimizer
+    from umsrep.train.strategies.joint import Joint
+    from umsrep.train.weighting import make_weighting, weighting_settings
 
     tw = None if a.no_torch else _start_torch(a.torch_threads)
     if tw is not None:
@@ -203,8 +204,8 @@ def main():
 
     # ---------------------------------------------------------------------------------------- model builders
     def build_dae():
-        enc = ENCODERS.get("denoising_autoencoder")((size, size, 1))
-        head = HEADS.get("denoise")(pyramid_spec(enc), (size, size), channels=1)
+        enc = ENCODERS.get("denoising_autoencoder").build((size, size, 1))
+        head = HEADS.get("denoise").build(pyramid_spec(enc), (size, size), name="denoise", channels=1)
         return enc, head, attach_one(enc, head)
 
     seg_loss = build_loss("segmentation", LossConfig())
@@ -215,7 +216,7 @@ def main():
     def build_seg():
         enc = build_dae()[0]
         enc.trainable = False             # as `umsrep fit` does for the independent strategy
-        head = HEADS.get("segmentation")(pyramid_spec(enc), (size, size), name="lesion", n_classes=1)
+        head = HEADS.get("segmentation").build(pyramid_spec(enc), (size, size), name="lesion", n_classes=1)
         return enc, head, attach_one(enc, head)
 
     def dae_umsrep():
@@ -259,7 +260,7 @@ def main():
                    TaskStream("diagnosis", attach_one(menc, heads["diagnosis"]),
                               build_loss("classification", LossConfig()), ds(label), steps,
                               head_variables=heads["diagnosis"].trainable_variables)]
-        w = make_weighting(WeightingConfig(), ["lesion", "diagnosis"])
+        w = make_weighting(weighting_settings(), ["lesion", "diagnosis"])
         # both tasks are labelled on the same images: `umsrep fit` gives Joint one shared batch per step
         shared = tf.data.Dataset.from_tensor_slices((x, {"lesion": mask, "diagnosis": label}))
         shared = shared.repeat().batch(bs).prefetch(tf.data.AUTOTUNE)

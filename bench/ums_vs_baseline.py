@@ -44,7 +44,6 @@ import os
 from pathlib import Path
 
 import yaml
-
 from _common import REPO, machine, run_fit, save
 
 TIME_TARGET, HEAD_TARGET, ALPHA = 0.30, 0.15, 0.05

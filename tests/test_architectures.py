@@ -13,7 +13,7 @@ import yaml
 from umsrep.cli import main
 from umsrep.models.blocks.attention import CoordinateAttention, ResidualAttention, SoftThreshold
 from umsrep.models.blocks.conv import aspp
-from umsrep.models.heads import attach, pyramid_spec
+from umsrep.models.pyramid import attach, pyramid_spec
 from umsrep.recipe import load_recipe
 from umsrep.train.fit import build_encoder, build_head
 
@@ -118,8 +118,6 @@ def test_mmanet_ablation_switches_remove_their_parts():
 @pytest.mark.parametrize("name", sorted(PINNED))
 def test_each_architecture_fits_saves_and_reloads(name, tmp_path):
     from tests.conftest import REPO_ROOT
-
-    import umsrep.models.layers  # noqa: F401
 
     out = tmp_path / "run"
     sets = ["data.root=null", "data.synthetic={kind: ultrasound, n: 36, size: 64, seed: 1, per_patient: 2}",

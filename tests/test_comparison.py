@@ -56,7 +56,6 @@ def test_comparison_section_has_every_approach(compare_run):
 
 
 def test_saved_comparison_and_baseline_models_reproduce_their_metrics(compare_run):
-    import umsrep.models.layers  # noqa: F401  (registers Normalize for loading)
     from umsrep.evaluate.metrics import segmentation_metrics
 
     m = json.loads((compare_run / "metrics.json").read_text())

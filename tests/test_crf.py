@@ -9,7 +9,6 @@ from umsrep.postprocess.crf import dense_crf, refine_batch
 from umsrep.postprocess.ultrasound import (
     clean_label_map,
     clean_mask,
-    gaussian_lowpass,
     morphological_opening,
     remove_small_objects,
 )
@@ -105,25 +104,6 @@ def test_refine_batch_matches_per_image_calls():
 def test_crf_rejects_mismatched_image():
     with pytest.raises(ValueError):
         dense_crf(np.full((8, 8), 0.5), np.zeros((8, 9)))
-
-
-def test_gaussian_lowpass_shapes_and_noise_variance():
-    rng = np.random.default_rng(4)
-    for shape in [(2, 16, 12, 3), (16, 12, 1), (16, 12)]:
-        x = rng.random(shape).astype(np.float32)
-        y = gaussian_lowpass(x)
-        assert y.shape == x.shape and y.dtype == x.dtype
-    sigma_n, sigma = 0.1, 2.0
-    noise = (0.5 + rng.normal(0.0, sigma_n, (1, 256, 256, 2))).astype(np.float32)
-    smooth = gaussian_lowpass(noise, sigma=sigma)
-    expected = sigma_n ** 2 / (4.0 * np.pi * sigma ** 2)
-    measured = float(smooth[:, 16:-16, 16:-16].var())
-    assert expected / 1.5 < measured < expected * 1.5
-    # channels are filtered independently: a constant channel stays constant
-    x = np.zeros((20, 20, 2), np.float64)
-    x[..., 0] = rng.random((20, 20))
-    x[..., 1] = 0.3
-    np.testing.assert_allclose(gaussian_lowpass(x)[..., 1], 0.3)
 
 
 def test_remove_small_objects():

@@ -328,9 +328,6 @@ def test_load_dataset_basic(tmp_path):
     assert data.labels == ["benign", "malignant", "benign", None]
     assert data.groups == ["p1", "p1", "p2", None]
     assert data.skipped == []
-    sub = data.subset([2, 0])
-    assert sub.names == ["c", "a"] and sub.labels == ["benign", "benign"] and sub.images.shape[0] == 2
-    assert data.subset(np.array([False, True, False, True])).names == ["b", "d"]
 
 
 def test_load_dataset_no_masks_rgb_absolute_paths(tmp_path):

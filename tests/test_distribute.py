@@ -75,8 +75,8 @@ def default_run(tmp_path_factory):
 
 def test_mirrored_two_cpu_replicas_match_default(default_run, tmp_path):
     out = tmp_path / "run"
-    log = _wait(_launch(2, _recipe(tmp_path), out,
-                        JOINT + ["--set", "distribute.strategy=mirrored", "--set", "distribute.devices=[/cpu:0,/cpu:1]"]))
+    log = _wait(_launch(2, _recipe(tmp_path), out, JOINT + ["--set", "distribute.strategy=mirrored",
+                                                             "--set", "distribute.devices=[/cpu:0,/cpu:1]"]))
     assert "distribute: mirrored (MirroredStrategy) with 2 replica(s)" in log
     # BatchNorm statistics are per replica (half batches), so losses agree closely, not bit for bit
     _close(_losses(out), default_run, rel=0.05)

@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import write_dicom
 from umsrep.cli import main
 from umsrep.explain.gradcam import GradCam, mass_inside
-from umsrep.models.heads import attach, classification_head, pyramid_spec
+from umsrep.models import HEADS
+from umsrep.models.pyramid import attach, pyramid_spec
 
 
 def _tiny_model(seed=0):
@@ -24,7 +25,8 @@ def _tiny_model(seed=0):
     image = keras.Input((8, 8, 1), name="image")
     a = keras.layers.Conv2D(3, 3, padding="same", name="conv")(image)
     encoder = keras.Model(image, [a], name="encoder")
-    head = classification_head(pyramid_spec(encoder), (8, 8), name="dx", n_classes=2, units=4, dropout=0.5)
+    head = HEADS.get("classification").build(pyramid_spec(encoder), (8, 8), name="dx", n_classes=2, units=4,
+                                             dropout=0.5)
     return attach(encoder, {"dx": head})
 
 
@@ -58,8 +60,6 @@ def test_gradcam_equals_the_hand_computed_map(method):
 
 
 def test_gradcam_after_save_and_load_on_the_nested_model(tmp_path):
-    import umsrep.models.layers  # noqa: F401
-
     model = _tiny_model(seed=2)
     x = np.random.default_rng(3).random((3, 8, 8, 1)).astype(np.float32)
     before = GradCam(model, "dx")(x)
@@ -133,9 +133,9 @@ def test_report_html_is_self_contained_and_complete(tiny_run):
 
 
 def test_default_layer_is_the_deepest_level_the_head_reads():
+    from umsrep.models.pyramid import pyramid_spec
     from umsrep.recipe import parse_recipe
     from umsrep.train.fit import build_encoder, build_head
-    from umsrep.models.heads import pyramid_spec
 
     raw = {"name": "t", "modality": "us", "data": {"synthetic": {"n": 24}, "image_size": 32},
            "representation": {"kind": "mmanet", "filters": [4, 4, 8, 8, 8]}, "strategy": {"kind": "joint"},

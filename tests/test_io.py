@@ -7,9 +7,9 @@ import os
 
 import pytest
 
+from umsrep.errors import RunDirError
 from umsrep.io import write_json, write_text
 from umsrep.rundir import RunDir
-from umsrep.errors import RunDirError
 
 
 def test_write_replaces_and_keeps_permissions(tmp_path):

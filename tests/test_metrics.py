@@ -397,13 +397,3 @@ def test_denoising_metrics():
 
 
 # --------------------------------------------------------------------------- aggregation
-
-
-def test_mean_std():
-    r = M.mean_std([1.0, 2.0, 3.0, 4.0])
-    assert r == {"mean": 2.5, "std": pytest.approx(math.sqrt(1.25)), "n": 4}
-    assert M.mean_std([3.0]) == {"mean": 3.0, "std": 0.0, "n": 1}
-    assert M.mean_std([]) == {"mean": None, "std": None, "n": 0}
-    assert isinstance(M.mean_std(np.array([1, 2]))["mean"], float)
-    with pytest.raises(ValueError):
-        M.mean_std(np.zeros((2, 2)))

@@ -8,19 +8,19 @@ import pytest
 import tensorflow as tf
 
 from umsrep.errors import RecipeError
+from umsrep.models import ENCODERS, HEADS
 from umsrep.models.encoder_io import load_encoder, save_encoder
-from umsrep.models.encoders import ENCODERS
-from umsrep.models.heads import HEADS, attach, attach_one, head_levels, pyramid_spec
 from umsrep.models.layers import Normalize
 from umsrep.models.losses import LOSSES, build_loss
+from umsrep.models.pyramid import attach, head_levels, pyramid_spec
 from umsrep.recipe import LossConfig, parse_recipe
 
 
 def test_denoising_autoencoder_paper_size():
-    enc = ENCODERS.get("denoising_autoencoder")((256, 256, 1))
+    enc = ENCODERS.get("denoising_autoencoder").build((256, 256, 1))
     spec = pyramid_spec(enc)
     assert spec == [(128, 128, 32), (64, 64, 64), (32, 32, 128), (16, 16, 256)]
-    dec = HEADS.get("denoise")(spec, (256, 256), channels=1)
+    dec = HEADS.get("denoise").build(spec, (256, 256), name="denoise", channels=1)
     total = enc.count_params() + dec.count_params()
     assert total == 786_881  # pinned: paper ~800k
     convs = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)]
@@ -29,24 +29,24 @@ def test_denoising_autoencoder_paper_size():
 
 
 def test_supervised_dilated_cnn_paper_size():
-    enc = ENCODERS.get("supervised")((256, 256, 1))
+    enc = ENCODERS.get("supervised").build((256, 256, 1))
     convs = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)]
     assert len(convs) == 6 and [c.dilation_rate[0] for c in convs] == [1, 1, 1, 2, 2, 2]
     assert all(c.padding == "same" for c in convs)
-    head = HEADS.get("classification")(pyramid_spec(enc), (256, 256), name="dx", n_classes=3)
+    head = HEADS.get("classification").build(pyramid_spec(enc), (256, 256), name="dx", n_classes=3)
     assert enc.count_params() + head.count_params() == 441_667  # pinned: paper ~460k
     assert any(isinstance(l, keras.layers.Dropout) and l.rate == 0.5 for l in head.layers)
 
 
 @pytest.mark.parametrize("kind", ["denoising_autoencoder", "supervised"])
 def test_heads_attach_and_roundtrip(kind, tmp_path):
-    enc = ENCODERS.get(kind)((32, 32, 1), filters=[4, 8, 8, 8, 8, 8] if kind == "supervised" else [4, 8, 8, 16],
+    enc = ENCODERS.get(kind).build((32, 32, 1), filters=[4, 8, 8, 8, 8, 8] if kind == "supervised" else [4, 8, 8, 16],
                              mean=0.4, std=0.2)
     spec = pyramid_spec(enc)
     heads = {
-        "seg": HEADS.get("segmentation")(spec, (32, 32), name="seg", n_classes=1),
-        "multi": HEADS.get("segmentation")(spec, (32, 32), name="multi", n_classes=3, skips=True),
-        "dx": HEADS.get("classification")(spec, (32, 32), name="dx", n_classes=4, units=8),
+        "seg": HEADS.get("segmentation").build(spec, (32, 32), name="seg", n_classes=1),
+        "multi": HEADS.get("segmentation").build(spec, (32, 32), name="multi", n_classes=3, skips=True),
+        "dx": HEADS.get("classification").build(spec, (32, 32), name="dx", n_classes=4, units=8),
     }
     assert head_levels(heads["multi"]) == list(range(len(spec)))
     assert head_levels(heads["seg"]) == head_levels(heads["dx"]) == [len(spec) - 1]
@@ -81,7 +81,7 @@ def test_normalize_modes():
 def test_encoder_save_load_checks_preprocessing(tmp_path):
     recipe = parse_recipe({"name": "t", "modality": "cxr", "data": {"root": "/d", "image_size": 32},
                            "tasks": {"lung": {"type": "segmentation", "classes": ["lung"]}}})
-    enc = ENCODERS.get("denoising_autoencoder")((32, 32, 1), filters=[4, 8, 8, 16])
+    enc = ENCODERS.get("denoising_autoencoder").build((32, 32, 1), filters=[4, 8, 8, 16])
     pre = {"modality": "cxr", "image_size": [32, 32], "channels": 1, "normalization": "dataset_zscore"}
     save_encoder(enc, tmp_path / "enc", pre)
     back, p = load_encoder(tmp_path / "enc", recipe)
@@ -126,8 +126,10 @@ def test_ce_losses_match_keras():
     assert ours == pytest.approx(ref, rel=1e-4)
     # weighted sum: overlap_weight * dice + ce_weight * ce
     y1, p1 = _seg_case()
-    combo = float(build_loss("segmentation", LossConfig(name="dice_ce", overlap_weight=20, ce_weight=1, smooth=0))(y1, p1))
-    parts = 20 * float(LOSSES.get("dice")("segmentation", smooth=0)(y1, p1)) + float(LOSSES.get("ce")("segmentation")(y1, p1))
+    cfg = LossConfig(name="dice_ce", overlap_weight=20, ce_weight=1, smooth=0)
+    combo = float(build_loss("segmentation", cfg)(y1, p1))
+    parts = (20 * float(LOSSES.get("dice")("segmentation", smooth=0)(y1, p1))
+             + float(LOSSES.get("ce")("segmentation")(y1, p1)))
     assert combo == pytest.approx(parts, rel=1e-5)
     with pytest.raises(RecipeError, match="segmentation tasks only"):
         LOSSES.get("dice")("classification")
@@ -173,10 +175,9 @@ def test_fused_batchnorm_matches_keras_batchnorm():
 
 
 def test_fused_batchnorm_in_saved_models(tmp_path):
-    import umsrep.models.layers  # noqa: F401  (registration)
     from umsrep.models.blocks.norm import FusedBatchNormalization
 
-    enc = ENCODERS.get("denoising_autoencoder")((16, 16, 1), filters=[4, 4, 8, 8])
+    enc = ENCODERS.get("denoising_autoencoder").build((16, 16, 1), filters=[4, 4, 8, 8])
     assert any(isinstance(layer, FusedBatchNormalization) for layer in enc.layers)
     x = np.random.default_rng(1).random((2, 16, 16, 1)).astype("float32")
     enc(x, training=True)  # move the statistics
@@ -185,3 +186,20 @@ def test_fused_batchnorm_in_saved_models(tmp_path):
     assert type(back.get_layer("enc1_bn")) is FusedBatchNormalization
     for a, b in zip(enc(x, training=False), back(x, training=False)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+
+
+def test_flops_and_parameters_match_a_hand_count():
+    from umsrep.models.flops import count_flops, count_parameters
+
+    inp = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inp)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Flatten()(x)
+    model = keras.Model(inp, keras.layers.Dense(3, name="dense")(x))
+    model.get_layer("conv").trainable = False
+    # conv: 4x4 outputs x 2 channels x (3x3x1) multiply-adds = 288 MACs = 576 FLOPs, + 32 bias additions;
+    # dense: 32 inputs x 3 outputs = 96 MACs = 192 FLOPs, + 3 bias additions; ReLU and reshape count nothing
+    assert count_flops(model) == 576 + 32 + 192 + 3
+    # conv 3x3x1x2 + 2, dense 32x3 + 3
+    assert count_parameters(model) == {"trainable": 32 * 3 + 3, "total": 9 * 2 + 2 + 32 * 3 + 3}
+    assert count_parameters(model.trainable_weights) == {"trainable": 99, "total": 99}

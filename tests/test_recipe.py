@@ -48,10 +48,12 @@ BAD = [
     ("tasks.dx.classes", ["a"], "tasks.dx: a classification task needs at least 2 classes"),
     ("tasks.lesion.classes", ["rv", "lv"], "tasks.lesion: a segmentation task with several classes needs mask_classes"),
     ("tasks.lesion.loss", "focal", "tasks.lesion.loss.name: Input should be 'auto', 'dice_ce'"),
-    ("representation.kind", "vae", "representation.kind: Input should be 'denoising_autoencoder', 'supervised', 'mmanet'"),
-    ("representation.noise", [{"kind": "gaussian", "levels": [-1]}], "representation.noise[0].levels: noise levels must be > 0"),
+    ("representation.kind", "vae",
+     "representation.kind: Input should be 'attention_dcm', 'deeplab', 'denoising_autoencoder'"),
+    ("representation.noise", [{"kind": "gaussian", "levels": [-1]}],
+     "representation.noise[0].levels: noise levels must be > 0"),
     ("representation.epochs", 0, "representation.epochs: Input should be greater than or equal to 1"),
-    ("strategy.kind", "sequential", "strategy.kind: Input should be 'independent', 'alternating' or 'joint'"),
+    ("strategy.kind", "sequential", "strategy.kind: Input should be 'alternating', 'independent', 'joint'"),
     ("data.split.fold", 3, "data.split: fold must be < folds (2)") ,
 ]
 

@@ -22,8 +22,6 @@ ARGS = ["--set", "strategy.kind=alternating", "--set", "strategy.epochs=3", "--s
 
 
 def _weights(run):
-    import umsrep.models.layers  # noqa: F401  (registers Normalize)
-
     return keras.models.load_model(run / "model.keras").get_weights()
 
 

@@ -61,3 +61,11 @@ def test_paired_tests_over_folds():
     assert r["wilcoxon"]["p_value"] == pytest.approx(2 / 2 ** 5)  # exact: two-sided 2 * (1/32)
     with pytest.raises(ValueError, match=">= 2 values"):
         paired_tests([1.0], [2.0])
+
+
+def test_mean_sd_is_the_sample_sd():
+    from umsrep.evaluate.stats import mean_sd
+
+    r = mean_sd([1.0, 2.0, 3.0, 4.0])
+    assert r["mean"] == 2.5 and r["sd"] == pytest.approx(np.sqrt(5 / 3))   # ddof=1, not sqrt(5/4)
+    assert mean_sd([3.0]) == {"mean": 3.0, "sd": 0.0, "values": [3.0]}

@@ -8,13 +8,15 @@ import pytest
 import tensorflow as tf
 
 from umsrep.data import pipeline
-from umsrep.models.encoders import ENCODERS
-from umsrep.models.heads import HEADS, attach, attach_one, pyramid_spec
+from umsrep.models import ENCODERS, HEADS
 from umsrep.models.losses import build_loss
-from umsrep.recipe import TaskConfig, WeightingConfig
-from umsrep.train.engine import (Alternating, Joint, SingleTask, TaskStream, alternating_schedule, make_optimizer,
-                                 run_stage)
-from umsrep.train.weighting import WEIGHTINGS, make_weighting, pcgrad_project
+from umsrep.models.pyramid import attach, attach_one, pyramid_spec
+from umsrep.recipe import TaskConfig
+from umsrep.registry import WEIGHTINGS
+from umsrep.train.engine import SingleTask, TaskStream, make_optimizer, run_stage
+from umsrep.train.strategies.alternating import Alternating, alternating_schedule
+from umsrep.train.strategies.joint import Joint
+from umsrep.train.weighting import make_weighting, pcgrad_project, weighting_settings
 
 QUIET = dict(log=lambda *_: None)
 
@@ -22,10 +24,10 @@ QUIET = dict(log=lambda *_: None)
 def _toy(n=16, size=16, seed=0):
     """Encoder + a segmentation and a classification head on tiny random data."""
     keras.utils.set_random_seed(seed)
-    enc = ENCODERS.get("denoising_autoencoder")((size, size, 1), filters=[4, 4, 8, 8])
+    enc = ENCODERS.get("denoising_autoencoder").build((size, size, 1), filters=[4, 4, 8, 8])
     spec = pyramid_spec(enc)
-    heads = {"seg": HEADS.get("segmentation")(spec, (size, size), name="seg", n_classes=1, filters=[8, 4, 4, 4]),
-             "cls": HEADS.get("classification")(spec, (size, size), name="cls", n_classes=2, units=4)}
+    heads = {"seg": HEADS.get("segmentation").build(spec, (size, size), name="seg", n_classes=1, filters=[8, 4, 4, 4]),
+             "cls": HEADS.get("classification").build(spec, (size, size), name="cls", n_classes=2, units=4)}
     rng = np.random.default_rng(seed)
     x = rng.random((n, size, size, 1), np.float32)
     data = {"seg": (x, (x[..., 0] > 0.5).astype(np.int32)),
@@ -109,7 +111,7 @@ def test_joint_updates_encoder_and_every_head(method):
     enc, heads, data, cfgs = _toy()
     streams = [_stream("seg", enc, heads, data, cfgs), _stream("cls", enc, heads, data, cfgs)]
     model = attach(enc, heads)
-    w = make_weighting(WeightingConfig(method=method), ["seg", "cls"])
+    w = make_weighting(weighting_settings(method), ["seg", "cls"])
     tr = Joint("joint", streams, enc.trainable_variables, keras.optimizers.Adam(1e-2), w, model)
     before = {k: _snapshot(m) for k, m in (("enc", enc), *heads.items())}
     cfg = TaskConfig(type="classification", classes=["a", "b"], epochs=3)
@@ -137,7 +139,7 @@ def test_joint_shared_batches_match_per_task_batches(method):
         shared = pipeline.train_dataset(x, {"seg": data["seg"][1], "cls": data["cls"][1]}, batch_size=8,
                                         seed=0) if shared_mode else None
         tr = Joint("joint", streams, enc.trainable_variables, keras.optimizers.SGD(0.1),
-                   make_weighting(WeightingConfig(method=method), ["seg", "cls"]), model, shared_batches=shared)
+                   make_weighting(weighting_settings(method), ["seg", "cls"]), model, shared_batches=shared)
         logs = tr.train_epoch()
         moving = {v.path for v in model.non_trainable_variables}
         runs[shared_mode] = (logs, {v.path: v.numpy() for v in model.variables if v.path not in moving}, tr)
@@ -150,13 +152,13 @@ def test_joint_shared_batches_match_per_task_batches(method):
 
 
 def test_fixed_weights_come_from_the_recipe():
-    w = make_weighting(WeightingConfig(method="fixed", weights={"seg": 20.0}), ["seg", "cls"])
+    w = make_weighting(weighting_settings("fixed", weights={"seg": 20.0}), ["seg", "cls"])
     assert w.state() == {"seg": 20.0, "cls": 1.0}
     assert float(w.objective(tf.constant([0.5, 2.0]))) == pytest.approx(12.0)
 
 
 def test_uncertainty_lowers_the_weight_of_the_noisier_task():
-    w = make_weighting(WeightingConfig(method="uncertainty"), ["big", "small"])
+    w = make_weighting(weighting_settings("uncertainty"), ["big", "small"])
     losses = tf.constant([5.0, 0.2])
     opt = keras.optimizers.SGD(0.05)
     for _ in range(20):
@@ -180,7 +182,7 @@ def test_pcgrad_projects_conflicting_gradients_by_hand():
 
 
 def test_dwa_favours_the_task_whose_loss_falls_slowest():
-    w = make_weighting(WeightingConfig(method="dwa", temperature=2.0), ["slow", "fast"])
+    w = make_weighting(weighting_settings("dwa", temperature=2.0), ["slow", "fast"])
     w.on_epoch_end({"slow": 1.0, "fast": 1.0})
     assert w.state() == {"slow": 1.0, "fast": 1.0}          # needs two epochs of history
     w.on_epoch_end({"slow": 0.95, "fast": 0.5})
@@ -194,7 +196,7 @@ def test_dwa_favours_the_task_whose_loss_falls_slowest():
 
 def test_gradnorm_shrinks_the_weight_of_the_task_with_the_larger_gradient():
     shared = tf.Variable([[1.0, -0.5], [0.3, 0.8]])
-    w = make_weighting(WeightingConfig(method="gradnorm", alpha=1.5, learning_rate=0.1), ["loud", "quiet"])
+    w = make_weighting(weighting_settings("gradnorm", alpha=1.5, learning_rate=0.1), ["loud", "quiet"])
     w.build([shared], {"loud": [], "quiet": []})
     x = tf.constant([[1.0, 2.0]])
     for _ in range(3):
@@ -215,7 +217,7 @@ def test_unknown_weighting_and_task_names_are_recipe_errors():
 
     base = {"name": "r", "modality": "us", "data": {"root": "/x"},
             "tasks": {"a": {"type": "classification", "classes": ["x", "y"]}}}
-    with pytest.raises(RecipeError, match=r"strategy.weighting.method: Input should be 'fixed'"):
+    with pytest.raises(RecipeError, match=r"strategy.weighting.method: Input should be 'dwa', 'fixed'"):
         parse_recipe({**base, "strategy": {"kind": "joint", "weighting": {"method": "magic"}}})
     with pytest.raises(RecipeError, match=r"strategy.ratios: unknown task 'b'"):
         parse_recipe({**base, "strategy": {"kind": "alternating", "ratios": {"b": 2}}})
@@ -230,12 +232,12 @@ def test_fixed_joint_weights_also_weigh_the_monitored_loss():
 
     enc, heads, data, cfgs = _toy()
     streams = [_stream("seg", enc, heads, data, cfgs), _stream("cls", enc, heads, data, cfgs)]
-    w = make_weighting(WeightingConfig(method="fixed", weights={"seg": 1.0, "cls": 0.25}), ["seg", "cls"])
+    w = make_weighting(weighting_settings("fixed", weights={"seg": 1.0, "cls": 0.25}), ["seg", "cls"])
     tr = Joint("joint", streams, enc.trainable_variables, keras.optimizers.SGD(0.1), w, attach(enc, heads))
     assert tr.monitor_weights() == {"seg": 1.0, "cls": 0.25}
     first, now = {"seg": 2.0, "cls": 1.0}, {"seg": 1.0, "cls": 3.0}
     assert _normalised(now, first, now, tr.monitor_weights()) == pytest.approx(0.5 + 0.75)
     assert _normalised(now, first, now) == pytest.approx(0.5 + 3.0)
     dwa = Joint("joint", streams, enc.trainable_variables, keras.optimizers.SGD(0.1),
-                make_weighting(WeightingConfig(method="dwa"), ["seg", "cls"]), attach(enc, heads))
+                make_weighting(weighting_settings("dwa"), ["seg", "cls"]), attach(enc, heads))
     assert dwa.monitor_weights() == {}

@@ -25,10 +25,7 @@ def _read(path):
 @pytest.fixture(scope="module")
 def default_set(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "us"
-    t0 = time.perf_counter()
-    out = make_ultrasound_dataset(root)
-    elapsed = time.perf_counter() - t0
-    return out, elapsed
+    return make_ultrasound_dataset(root), None  # generation speed: bench/synthetic.py
 
 
 def test_layout_labels_and_manifest(default_set):
@@ -119,11 +116,6 @@ def test_malignant_outlines_are_less_regular(default_set):
     assert np.median(solidity["malignant"]) < np.median(solidity["benign"])
 
 
-def test_fast(default_set):
-    _, elapsed = default_set
-    assert elapsed < 10.0  # typically ~1 s; generous for loaded CI machines
-
-
 def test_deterministic_and_seed_dependent(tmp_path):
     a = make_ultrasound_dataset(tmp_path / "a", n=12, size=48, seed=5)
     b = make_ultrasound_dataset(tmp_path / "b", n=12, size=48, seed=5)
@@ -177,9 +169,7 @@ def test_uneven_counts_and_patients(tmp_path):
 
 
 def test_larger_size_is_reasonable(tmp_path):
-    t0 = time.perf_counter()
     root = make_ultrasound_dataset(tmp_path / "h", n=6, size=256, seed=0)
-    assert time.perf_counter() - t0 < 5.0
     for r in _rows(root):
         assert _read(root / "images" / r["filename"]).shape == (256, 256)
         area = (_read(root / "masks" / r["filename"]) > 0).mean()

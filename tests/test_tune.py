@@ -122,8 +122,6 @@ def test_interrupted_search_resumes(search, tmp_path, monkeypatch, capsys):
 def test_mixed_bfloat16_trains_with_float32_losses_and_metrics(tmp_path, tiny_recipe_file):
     import keras
 
-    import umsrep.models.layers  # noqa: F401
-
     out = tmp_path / "bf16"
     assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--set", "precision=mixed_bfloat16",
                  "--set", "strategy.kind=joint", "--set", "strategy.epochs=1", "--set", "representation.epochs=1",

@@ -39,13 +39,14 @@ def _quiet_python_logs() -> None:
 
 
 def cmd_validate(args) -> int:
-    from umsrep.recipe import load_recipe
-
     from umsrep.models.encoder_io import read_preprocessing
+    from umsrep.recipe import load_recipe, task_head
 
     r = load_recipe(args.recipe, args.set)
     if r.representation.source:
-        read_preprocessing(r.representation.source, r)
+        _, pre = read_preprocessing(r.representation.source, r)
+        for name, t in r.tasks.items():  # the heads, for the loaded encoder's architecture
+            task_head(name, t, pre.get("kind"), args.recipe)
     tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} classes)" for n, t in r.tasks.items())
     _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
          f"{r.representation.kind}, tasks: {tasks}")
@@ -92,9 +93,8 @@ def _resume_recipe(args):
 
 def cmd_fit(args) -> int:
     from umsrep.errors import RecipeError
-    from umsrep.recipe import load_recipe, resolve_paths
-
     from umsrep.models.encoder_io import read_preprocessing
+    from umsrep.recipe import load_recipe, resolve_paths
 
     if args.resume:
         if args.out:
@@ -135,9 +135,8 @@ def cmd_fit(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from umsrep.evaluate.runs import evaluate_run
-
     from umsrep.console import print_summary
+    from umsrep.evaluate.runs import evaluate_run
 
     print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model))
     return 0

@@ -73,10 +73,20 @@ def _tflite_bytes(model, shape):
     return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
 
 
-def _run_tflite(path, x, names):
-    import tensorflow as tf
+def _tflite_interpreter(path):
+    """LiteRT's interpreter (``ai-edge-litert``, the ``export`` extra); TensorFlow's ``tf.lite.Interpreter``, which
+    TensorFlow marks for deletion, only when LiteRT is not installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
 
-    interp = tf.lite.Interpreter(model_path=str(path))
+        Interpreter = tf.lite.Interpreter
+    return Interpreter(model_path=str(path))
+
+
+def _run_tflite(path, x, names):
+    interp = _tflite_interpreter(path)
     interp.allocate_tensors()
     inp, outs = interp.get_input_details()[0], interp.get_output_details()
     got = {n: [] for n in names}

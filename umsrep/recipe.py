@@ -12,19 +12,40 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Annotated, Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from umsrep.errors import RecipeError
+from umsrep.registry import ENCODERS, HEADS, STRATEGIES, settings_validator
+from umsrep.settings import (  # noqa: F401
+    LEGACY_HEAD,
+    LEGACY_REPRESENTATION,
+    EarlyStoppingConfig,
+    EncoderSettings,
+    HeadSettings,
+    NoiseSpec,
+    OptimizerConfig,
+    RepresentationSettings,
+    ScheduleSettings,
+    Strict,
+    TrainConfig,
+    WeightingSettings,
+)
 from umsrep.transforms.config import AugmentConfig
 
 # --------------------------------------------------------------------------------------------------- schema
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class SplitConfig(Strict):
@@ -106,121 +127,17 @@ class DataConfig(Strict):
         return self
 
 
-class OptimizerConfig(Strict):
-    name: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
-    learning_rate: float = Field(1e-3, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1, description="sgd/rmsprop momentum")
-    weight_decay: Optional[float] = Field(None, ge=0)
+def _kind_field(registry, default, legacy, base):
+    """A recipe section validated by the Settings class of the registry entry it names (``kind``/``method``)."""
+    return Annotated[SerializeAsAny[base], BeforeValidator(settings_validator(registry, default, legacy))]
 
 
-class PlateauConfig(Strict):
-    kind: Literal["plateau", "constant"] = "plateau"
-    factor: float = Field(0.5, gt=0, lt=1)
-    patience: int = Field(3, ge=1)
-    min_lr: float = Field(1e-6, ge=0)
+# representation: {kind: <an encoder registered by a umsrep/models/<architecture>/ package>, ...its settings}
+RepresentationConfig = _kind_field(ENCODERS, "denoising_autoencoder", LEGACY_REPRESENTATION, RepresentationSettings)
 
 
-class EarlyStoppingConfig(Strict):
-    patience: int = Field(5, ge=1)
-    min_delta: float = Field(0.0, ge=0)
-    restore_best: bool = True
-
-
-class TrainConfig(Strict):
-    """Training settings shared by the representation stage and every head."""
-
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(16, ge=1)
-    steps_per_epoch: Optional[int] = Field(None, ge=1, description="default: ceil(n_train / batch_size)")
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    lr_schedule: PlateauConfig = Field(default_factory=PlateauConfig)
-    early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig)
-
-
-class NoiseSpec(Strict):
-    kind: Literal["gaussian", "poisson", "speckle"]
-    levels: List[float] = Field(min_length=1, description="gaussian/speckle: sigma; poisson: peak photon count")
-
-    @field_validator("levels")
-    @classmethod
-    def _positive(cls, v):
-        if any(x <= 0 for x in v):
-            raise ValueError("noise levels must be > 0")
-        return v
-
-
-def _default_noise():
-    return [NoiseSpec(kind="gaussian", levels=[0.05, 0.1]), NoiseSpec(kind="poisson", levels=[30.0]),
-            NoiseSpec(kind="speckle", levels=[0.2])]
-
-
-class RepresentationConfig(TrainConfig):
-    kind: Literal["denoising_autoencoder", "supervised", "mmanet", "attention_dcm", "lightweight", "deeplab",
-                  "pretrained"] = Field(
-        "denoising_autoencoder", description="encoder architecture: the UMS-Rep denoising autoencoder or dilated "
-                                             "CNN, a seed architecture's encoder (docs/architectures.md), or "
-                                             "pretrained (a shipped or published encoder, see `name`)")
-    name: Optional[str] = Field(None, description="kind pretrained: a shipped encoder (`umsrep pretrained list`) "
-                                                  "or the path of an encoder folder with card.yaml")
-    trainable: Optional[bool] = Field(
-        None, description="update the encoder while training the heads (default: frozen for the independent "
-                          "strategy, updated for alternating/joint); true with independent needs a single task")
-    allow_mismatch: bool = Field(False, description="load an encoder whose modality/preprocessing differ from the "
-                                                    "recipe, with a warning instead of an error")
-    train: Literal["auto", "denoising", "supervised", "none"] = Field(
-        "auto", description="how the representation stage learns: denoising (noisy -> clean through a decoder), "
-                            "supervised (with the head of `task`), none (random init; the strategy trains it). "
-                            "auto: denoising for denoising_autoencoder, supervised for supervised, else none")
-    aspp: bool = Field(True, description="mmanet: ASPP after the residual blocks of levels 2, 3, 4")
-    aspp_rates: List[int] = Field(default_factory=lambda: [1, 6, 12, 18], description="mmanet encoder ASPP rates")
-    filters: Optional[List[int]] = Field(None, min_length=1, description="encoder widths (default: denoising "
-                                         "autoencoder [32, 64, 128, 256]; supervised [32, 64, 64, 128, 128, 128])")
-    kernel_size: int = Field(3, ge=1, le=15, description="encoder convolution kernel size (paper search: 3, 5, 7)")
-    dilation: int = Field(2, ge=1, description="supervised dilated CNN: dilation rate of `dilated_layers`")
-    dilated_layers: List[int] = Field(default_factory=lambda: [4, 5, 6])
-    pool_after: List[int] = Field(default_factory=lambda: [1, 2, 3],
-                                  description="supervised dilated CNN: 2x2 max-pool after these conv layers")
-    dropout: float = Field(0.5, ge=0, lt=1)
-    noise: List[NoiseSpec] = Field(default_factory=_default_noise)
-    task: Optional[str] = Field(None, description="supervised: the task trained with the encoder "
-                                                  "(default: the classification task with most labels)")
-    init_from: Optional[str] = Field(None, description="load a trained encoder (run dir or encoder folder) "
-                                                       "instead of training one")
-    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="rmsprop", learning_rate=1e-3))
-
-    @field_validator("filters")
-    @classmethod
-    def _filters(cls, v):
-        if v is not None and any(f < 1 for f in v):
-            raise ValueError("filters must be positive integers")
-        return v
-
-    @model_validator(mode="after")
-    def _pretrained(self):
-        if self.kind == "pretrained":
-            if not self.name:
-                raise ValueError("kind: pretrained needs `name` (a shipped encoder or an encoder folder path)")
-            if self.init_from:
-                raise ValueError("give either kind: pretrained with `name`, or `init_from`, not both")
-            if self.train not in ("auto", "none"):
-                raise ValueError("kind: pretrained is loaded, not trained here: leave `train` unset")
-        elif self.name is not None:
-            raise ValueError("`name` is for kind: pretrained (use init_from to load a run's encoder)")
-        return self
-
-    @property
-    def source(self) -> Optional[str]:
-        """Where a loaded encoder comes from (pretrained name/path or init_from); None if it is built here."""
-        return self.name if self.kind == "pretrained" else self.init_from
-
-    @property
-    def training(self) -> str:
-        """The representation stage: denoising | supervised | none (``train`` with ``auto`` resolved)."""
-        if self.kind == "pretrained":
-            return "none"
-        if self.train != "auto":
-            return self.train
-        return {"denoising_autoencoder": "denoising", "supervised": "supervised"}.get(self.kind, "none")
+def _default_representation():
+    return ENCODERS.get("denoising_autoencoder").Settings()
 
 
 LossName = Literal["auto", "dice_ce", "dice", "ce", "jaccard_ce", "jaccard"]  # = umsrep.models.losses.LOSSES
@@ -249,22 +166,12 @@ class PostprocessConfig(Strict):
     opening_radius: int = Field(0, ge=0, description="morphological opening with a disc of this radius")
 
 
-class HeadConfig(Strict):
-    filters: Optional[List[int]] = Field(None, description="segmentation decoder widths, deepest first "
-                                                           "(default: the encoder's, mirrored)")
-    skips: bool = Field(False, description="segmentation: concatenate encoder features (U-Net style)")
-    units: int = Field(128, ge=1, description="classification: Dense width")
-    dropout: float = Field(0.5, ge=0, lt=1)
-    kind: Literal["auto", "segmentation", "classification", "mmanet_classification", "mmanet_segmentation",
-                  "dcm_classification", "dcm_segmentation", "deeplab_segmentation"] = Field(
-        "auto", description="head builder; auto: the encoder architecture's own head for this task type, else "
-                            "the standard one")
-    attention: bool = Field(True, description="mmanet heads: coordinate attention at the start of the branch")
-    connection: bool = Field(True, description="mmanet_classification: concatenate the segmentation branch's "
-                                               "deepest features into the classification branch")
-    branch_level: int = Field(3, ge=1, le=8, description="mmanet_classification: levels shared before the "
-                                                         "classification branch leaves (1-based)")
-    aspp_rates: List[int] = Field(default_factory=lambda: [6, 12, 18, 24], description="deeplab_segmentation")
+# tasks.<task>.head: {kind: auto | <a registered head>, ...its settings}
+HeadConfig = _kind_field(HEADS, "auto", LEGACY_HEAD, HeadSettings)
+
+
+def _default_head():
+    return HEADS.get("auto").Settings()
 
 
 class TaskConfig(TrainConfig):
@@ -273,7 +180,8 @@ class TaskConfig(TrainConfig):
     mask_classes: Optional[Dict[str, List[int]]] = Field(
         None, description="segmentation: class -> mask pixel values (default: one class = any non-zero pixel)")
     loss: LossConfig = Field(default_factory=LossConfig)
-    head: HeadConfig = Field(default_factory=HeadConfig)
+    head: HeadConfig = Field(default_factory=_default_head, description="head by kind (auto: the encoder "
+                                                                          "architecture's own, else the standard one)")
     data: Optional[Dict[str, Any]] = Field(None, description="overrides of the top-level `data` for this task "
                                                              "(tasks may come from other files/datasets)")
     threshold: float = Field(0.5, gt=0, lt=1, description="binary segmentation threshold")
@@ -282,6 +190,21 @@ class TaskConfig(TrainConfig):
     label_map: Optional[Dict[str, str]] = Field(
         None, description="classification: labels-CSV label -> task class (several labels may map to one "
                           "class); images whose label is not a key are left out of this task, and counted")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _head_fits_type(cls, v):
+        # checked before the head's own fields, so a head of the wrong task type is named as such
+        head = v.get("head") if isinstance(v, dict) else None
+        kind = head.get("kind") if isinstance(head, dict) else None
+        if isinstance(kind, str) and kind in HEADS and v.get("type") in ("segmentation", "classification"):
+            types = HEADS.get(kind).task_types
+            if v["type"] not in types:
+                raise ValidationError.from_exception_data("head", [{
+                    "type": PydanticCustomError("head_type", "a head for {types} tasks, not {task}",
+                                                {"types": " / ".join(types), "task": v["type"]}),
+                    "loc": ("head", "kind"), "input": kind}])
+        return v
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -322,53 +245,74 @@ class TaskConfig(TrainConfig):
         return self
 
 
-WeightingName = Literal["fixed", "uncertainty", "gradnorm", "dwa", "pcgrad"]  # = umsrep.train.weighting.WEIGHTINGS
-
-
-class WeightingConfig(Strict):
-    """Loss weighting of the `joint` strategy; each method reads only its own fields."""
-
-    method: WeightingName = "fixed"
-    weights: Optional[Dict[str, float]] = Field(
-        None, description="fixed: weight per task (default 1); gradnorm/dwa: initial weights")
-    alpha: float = Field(1.5, ge=0, description="gradnorm: restoring-force asymmetry")
-    learning_rate: float = Field(0.025, gt=0, description="gradnorm: learning rate of the task weights")
-    temperature: float = Field(2.0, gt=0, description="dwa: softmax temperature")
-
-    @field_validator("weights")
-    @classmethod
-    def _nonneg(cls, v):
-        if v is not None and any(w < 0 for w in v.values()):
-            raise ValueError("task weights must be >= 0")
-        return v
-
-
 class StrategyConfig(TrainConfig):
     """How the heads are fine-tuned on the trained representation.
 
     ``independent`` uses each task's own training settings. ``alternating`` and ``joint`` train the encoder
     and the heads together for ``epochs`` of this section (an epoch = every task's steps per epoch);
-    ``alternating`` uses each task's own optimizer, ``joint`` this section's ``optimizer``.
+    ``alternating`` uses each task's own optimizer, ``joint`` this section's ``optimizer``. Strategies are
+    plug-ins (:mod:`umsrep.train.strategies`): the fields only one strategy reads (``ratios``, ``weighting``) are
+    declared by its ``Settings`` class and validated by it; such a field set to something else than its default
+    must belong to ``kind`` or a ``compare`` strategy.
     """
 
-    kind: Literal["independent", "alternating", "joint"] = Field(
-        "independent", description="independent: encoder frozen, one optimizer per head; alternating: switch "
-                                   "task batches at `ratios`, encoder updated; joint: one weighted loss")
-    ratios: Union[Literal["auto"], Dict[str, int]] = Field(
-        "auto", description="alternating: consecutive batches per task (auto: proportional to training "
-                            "examples, Luong et al. 2015)")
-    weighting: WeightingConfig = Field(default_factory=WeightingConfig)
-    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam", learning_rate=1e-4))
-    compare: List[Literal["independent", "alternating", "joint"]] = Field(
-        default_factory=list, description="more strategies fine-tuned from the same representation and "
-                                          "compared with `kind` in metrics.json `comparison`")
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    @field_validator("ratios")
+    kind: str = Field("independent", description="independent: encoder frozen, one optimizer per head; "
+                                                 "alternating: switch task batches at `ratios`, encoder updated; "
+                                                 "joint: one weighted loss (umsrep/train/strategies/)")
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="adam", learning_rate=1e-4))
+    compare: List[str] = Field(default_factory=list, description="more strategies fine-tuned from the same "
+                                                                 "representation and compared with `kind` in "
+                                                                 "metrics.json `comparison`")
+
+    @model_validator(mode="before")
     @classmethod
-    def _ratios(cls, v):
-        if isinstance(v, dict) and any(n < 1 for n in v.values()):
-            raise ValueError("ratios must be integers >= 1 (batches per turn)")
-        return v
+    def _plugin_fields(cls, v):
+        """Validate each strategy's own fields with its Settings class (defaults filled in for every strategy)."""
+        if not isinstance(v, dict):
+            return v
+        errors = []
+        names = STRATEGIES.names()
+        for key, value in [("kind", v.get("kind", "independent"))] + [(f"compare[{i}]", c) for i, c in
+                                                                       enumerate(v.get("compare") or [])]:
+            if value not in names:
+                errors.append({"type": "literal_error", "loc": tuple(key.replace("]", "").split("[")) if "[" in key
+                               else (key,), "input": value, "ctx": {"expected": ", ".join(map(repr, names))}})
+        own = {f: n for n in names for f in STRATEGIES.get(n).Settings.model_fields}
+        for key in v:
+            if key not in cls.model_fields and key not in own:
+                errors.append({"type": "extra_forbidden", "loc": (key,), "input": v[key]})
+        if errors:
+            for e in errors:
+                if e["loc"][0] == "compare":
+                    e["loc"] = ("compare", int(e["loc"][1]))
+            raise ValidationError.from_exception_data("strategy", errors)
+        out = {k: x for k, x in v.items() if k in cls.model_fields}
+        for n in names:
+            fields = STRATEGIES.get(n).Settings.model_fields
+            sub = STRATEGIES.get(n).Settings.model_validate({k: x for k, x in v.items() if k in fields})
+            out.update({k: getattr(sub, k) for k in fields})
+        return out
+
+    @model_validator(mode="after")
+    def _used(self):
+        used = {self.kind, *self.compare}
+        for n in STRATEGIES.names():
+            settings = STRATEGIES.get(n).Settings
+            for f, info in settings.model_fields.items():
+                if n in used or f not in (self.model_extra or {}):
+                    continue
+                default = settings().model_dump().get(f)
+                value = getattr(self, f)
+                if (value.model_dump() if isinstance(value, BaseModel) else value) != default:
+                    raise ValueError(f"{f}: only the {n} strategy uses it, and it is neither `kind` nor in "
+                                     f"`compare`")
+        return self
+
+    def settings_of(self, kind: str):
+        """This section as strategy ``kind`` reads it (its ``Settings`` fields + the shared training settings)."""
+        return self.model_copy(update={"kind": kind})
 
 
 class DistributeConfig(Strict):
@@ -581,7 +525,7 @@ class Recipe(Strict):
     seed: int = 0
     modality: str = Field(min_length=1, description="e.g. ultrasound, cxr, cmr, doppler")
     data: DataConfig
-    representation: RepresentationConfig = Field(default_factory=RepresentationConfig)
+    representation: RepresentationConfig = Field(default_factory=_default_representation)
     tasks: Dict[str, TaskConfig] = Field(min_length=1)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     distribute: DistributeConfig = Field(default_factory=DistributeConfig)
@@ -617,38 +561,43 @@ class Recipe(Strict):
     def _cross(self):
         rep = self.representation
         st = self.strategy
-        if rep.trainable and st.kind == "independent" and len(self.tasks) > 1:
-            raise ValueError("representation.trainable: true with strategy.kind: independent would let each head "
+        frozen = STRATEGIES.get(st.kind).freezes_encoder
+        if rep.trainable and frozen and len(self.tasks) > 1:
+            raise ValueError(f"representation.trainable: true with strategy.kind: {st.kind} would let each head "
                              "change the shared encoder in turn; use one task, or alternating/joint")
-        if rep.trainable is False and (st.kind != "independent" or set(st.compare) - {"independent"}):
+        if rep.trainable is False and not all(STRATEGIES.get(k).freezes_encoder for k in [st.kind, *st.compare]):
             raise ValueError("representation.trainable: false freezes the encoder, which only the independent "
                              "strategy does; use strategy.kind: independent")
         if self.baseline and rep.kind == "pretrained":
             raise ValueError("baseline: true rebuilds the representation's architecture from the recipe; with "
                              "representation.kind: pretrained compare against random init with bench/reuse.py")
-        if rep.training == "none" and rep.source is None and st.kind == "independent" and not rep.trainable:
-            raise ValueError("strategy.kind: independent trains heads on a frozen encoder, but representation "
+        if rep.training == "none" and rep.source is None and frozen and not rep.trainable:
+            raise ValueError(f"strategy.kind: {st.kind} trains heads on a frozen encoder, but representation "
                              f"{rep.kind!r} is not trained first (train: none); use joint or alternating, set "
                              "representation.train: denoising|supervised, or trainable: true (one task)")
         if rep.training == "supervised" and rep.source is None:
             cls_tasks = [n for n, t in self.tasks.items() if t.type == "classification"]
             if rep.task is None:
                 if not cls_tasks:
-                    raise ValueError("representation.kind: supervised needs a classification task in `tasks`")
+                    raise ValueError(f"representation.kind: {rep.kind} needs a classification task in `tasks`")
             elif rep.task not in cls_tasks:
                 raise ValueError(f"representation.task: must name a classification task, one of {cls_tasks}")
-        for field_name, named in (("strategy.ratios", st.ratios if isinstance(st.ratios, dict) else None),
-                                  ("strategy.weighting.weights", st.weighting.weights)):
+        ratios, weighting = getattr(st, "ratios", None), getattr(st, "weighting", None)
+        for field_name, named in (("strategy.ratios", ratios if isinstance(ratios, dict) else None),
+                                  ("strategy.weighting.weights", weighting.weights if weighting else None)):
             unknown = sorted(set(named or {}) - set(self.tasks))
             if unknown:
                 raise ValueError(f"{field_name}: unknown task {unknown[0]!r}; tasks are {sorted(self.tasks)}")
+        if rep.source is None:
+            self.resolve_heads(rep.kind)
         self.derive_rules()
         self.derive_measurements()
         if self.patient is not None:
             self.patient.feature_specs(self.tasks)
-        if self.precision == "mixed_float16" and (self.strategy.kind == "joint" or "joint" in self.strategy.compare):
-            raise ValueError("precision: mixed_float16 needs loss scaling, which the joint strategy's weighting "
-                             "does not do; use mixed_bfloat16 (no loss scaling needed)")
+        no_scaling = [k for k in [st.kind, *st.compare] if not STRATEGIES.get(k).supports_mixed_float16]
+        if self.precision == "mixed_float16" and no_scaling:
+            raise ValueError(f"precision: mixed_float16 needs loss scaling, which the {no_scaling[0]} strategy's "
+                             "weighting does not do; use mixed_bfloat16 (no loss scaling needed)")
         for name, t in self.tasks.items():
             if t.data is not None:
                 try:
@@ -658,6 +607,14 @@ class Recipe(Strict):
         return self
 
     # -- helpers used by the trainer -------------------------------------------------------------
+    def resolve_heads(self, encoder_kind: str) -> None:
+        """Resolve every ``head.kind: auto`` for encoder ``encoder_kind`` (the recipe's architecture, or a loaded
+        encoder's) and check each head against its task type and the encoder; ValueError naming the field."""
+        for name, t in self.tasks.items():
+            head = _resolve_task_head(name, t, encoder_kind)
+            if head is not t.head:
+                t.head = head
+
     def derive_rules(self) -> dict:
         """``{decision: parsed rule}`` in evaluation order (a decision after those it uses; the order in the recipe
         does not matter), checked against the heads (raises ValueError naming the field)."""
@@ -729,6 +686,28 @@ class Recipe(Strict):
         if not t.data:
             return self.data
         return DataConfig(**{**self.data.model_dump(), **t.data})
+
+
+def _resolve_task_head(name: str, task: TaskConfig, encoder_kind: Optional[str]):
+    from umsrep.models import resolve_head
+
+    try:
+        return resolve_head(task.head, task.type, encoder_kind)
+    except ValidationError as e:
+        raise ValueError("; ".join(_format_error({**err, "loc": ("tasks", name, "head", *err["loc"])})
+                                   for err in e.errors()[:3])) from None
+    except ValueError as e:
+        where = "kind" if task.head.kind != "auto" else f"kind (auto, for encoder {encoder_kind!r})"
+        raise ValueError(f"tasks.{name}.head.{where}: {e}") from None
+
+
+def task_head(name: str, task: TaskConfig, encoder_kind: Optional[str], source: str = "recipe") -> HeadSettings:
+    """The head settings task ``name`` builds on an encoder of architecture ``encoder_kind`` (``auto`` resolved);
+    RecipeError naming ``source`` and the field when the head does not fit the task or the encoder."""
+    try:
+        return _resolve_task_head(name, task, encoder_kind)
+    except ValueError as e:
+        raise RecipeError(f"{source}: {e}") from None
 
 
 # ------------------------------------------------------------------------------------------- loading

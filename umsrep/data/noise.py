@@ -114,6 +114,12 @@ def random_noise(image, levels: Sequence[NoiseLevel], seed) -> tf.Tensor:
     return out
 
 
+def noise_levels(specs) -> List[NoiseLevel]:
+    """Every level of a recipe's validated ``representation.noise`` list, in order (the one expansion used by
+    training, evaluation and the report)."""
+    return [NoiseLevel(s.kind, float(v)) for s in specs for v in s.levels]
+
+
 def parse_noise(spec) -> List[NoiseLevel]:
     """Turn a recipe's noise list into ``NoiseLevel`` objects.
 
@@ -160,6 +166,7 @@ __all__ = [
     "apply_noise",
     "random_noise",
     "parse_noise",
+    "noise_levels",
     "gaussian_noise",
     "poisson_noise",
     "speckle_noise",

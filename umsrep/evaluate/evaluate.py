@@ -12,11 +12,11 @@ import numpy as np
 import tensorflow as tf
 
 from umsrep.data import pipeline
-from umsrep.data.noise import NoiseLevel, apply_noise
-from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, dice_per_image, segmentation_metrics
+from umsrep.data.noise import apply_noise, noise_levels
 from umsrep.derive.rules import HeadValues, decide, heads_of
+from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, dice_per_image, segmentation_metrics
 from umsrep.evaluate.stats import bootstrap_ci
-from umsrep.models.heads import attach_one
+from umsrep.models.pyramid import attach_one
 
 EVAL_SPLITS = ("val", "test")
 
@@ -229,7 +229,7 @@ def evaluate_denoising(model, recipe, rep_source, splits=EVAL_SPLITS, batch_size
     """PSNR / SSIM / MS-SSIM of noisy and denoised images per noise level (fixed seeds per level)."""
     sub = _task_model(model, "denoise")
     fn = tf.function(lambda x: sub(x, training=False), reduce_retracing=True)
-    levels = [NoiseLevel(s.kind, float(v)) for s in recipe.representation.noise for v in s.levels]
+    levels = noise_levels(recipe.representation.noise)
     res = {"type": "denoising"}
     for split in splits:
         clean = rep_source.data.images[rep_source.split[split]]

@@ -310,10 +310,9 @@ def _denoise_examples(model, recipe, rep_source, n=3):
     import tensorflow as tf
 
     from umsrep.data import pipeline
-    from umsrep.data.noise import apply_noise
+    from umsrep.data.noise import apply_noise, noise_levels
     from umsrep.evaluate.evaluate import _task_model
     from umsrep.evaluate.metrics import psnr
-    from umsrep.train.fit import noise_levels
 
     if isinstance(model, dict) or "head_denoise" not in [ly.name for ly in model.layers]:
         return None
@@ -323,7 +322,7 @@ def _denoise_examples(model, recipe, rep_source, n=3):
     sub = _task_model(model, "denoise")
     fn = tf.function(lambda b: sub(b, training=False), reduce_retracing=True)
     noisy, den, scores = {}, {}, {}
-    for k, lv in enumerate(noise_levels(recipe.representation)[:2]):
+    for k, lv in enumerate(noise_levels(recipe.representation.noise)[:2]):
         nz = np.asarray(apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64)))
         d = pipeline.predict(fn, nz)
         noisy[lv.name], den[lv.name] = nz, d

@@ -41,7 +41,6 @@ __all__ = [
     "ssim",
     "ms_ssim",
     "denoising_metrics",
-    "mean_std",
 ]
 
 #: PSNR values are capped at this many dB before averaging (identical images give ``inf``).
@@ -500,22 +499,3 @@ def denoising_metrics(clean: Any, noisy: Any, denoised: Any,
         }
     out["n"] = int(c.shape[0])
     return out
-
-
-# --------------------------------------------------------------------------- aggregation
-
-
-def mean_std(values: Any) -> Dict[str, Any]:
-    """``{"mean", "std", "n"}`` of a 1-D collection of numbers, as python floats / int.
-
-    ``std`` is the population standard deviation (``ddof=0``, numpy's default; 0.0 for a
-    single value). An empty input gives ``{"mean": None, "std": None, "n": 0}``. Values are
-    used as given (cap PSNR first, see :data:`PSNR_CAP_DB`).
-    """
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim > 1:
-        raise ValueError(f"mean_std expects a 1-D sequence of numbers, got shape {arr.shape}")
-    arr = arr.reshape(-1)
-    if arr.size == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(arr.mean()), "std": float(arr.std()), "n": int(arr.size)}

@@ -70,3 +70,11 @@ def paired_tests(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
         w = stats.wilcoxon(x, y)
         out["wilcoxon"] = {"statistic": float(w.statistic), "p_value": float(w.pvalue)}
     return out
+
+
+def mean_sd(values: Sequence[float]) -> Dict[str, Any]:
+    """``{"mean", "sd", "values"}`` of a 1-D sequence: the one mean ± SD of umsrep (cross-validation folds). ``sd`` is
+    the *sample* standard deviation (``ddof=1``, the spread of an estimate over folds); 0.0 for a single value."""
+    x = np.asarray(values, np.float64)
+    return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else 0.0,
+            "values": [float(v) for v in x]}

@@ -1,10 +1,27 @@
-"""Parameters and FLOPs of a model, for the architecture tables and benchmarks.
+"""Parameters and FLOPs of a model, for metrics.json, the architecture tables and benchmarks — the one place
+they are counted.
 
 FLOPs are counted by TensorFlow's profiler on the frozen inference graph of one image (batch 1): every
 floating-point operation of the forward pass, a multiply-add counting as 2.
 """
 
 from __future__ import annotations
+
+import math
+
+
+def count_parameters(model_or_variables) -> dict:
+    """``{"trainable": n, "total": n}`` of a Keras model (or layer), or of a list of variables (total = every
+    variable given, trainable = those marked trainable)."""
+    if hasattr(model_or_variables, "trainable_weights"):
+        m = model_or_variables
+        return {"trainable": _size(m.trainable_weights), "total": _size(m.weights)}
+    variables = list(model_or_variables)
+    return {"trainable": _size([v for v in variables if getattr(v, "trainable", True)]), "total": _size(variables)}
+
+
+def _size(variables) -> int:
+    return int(sum(math.prod(int(d) for d in v.shape) for v in variables))
 
 
 def count_flops(model) -> int:
@@ -18,12 +35,3 @@ def count_flops(model) -> int:
     opts["output"] = "none"
     info = tf.compat.v1.profiler.profile(graph=graph, options=opts)
     return int(info.total_float_ops)
-
-
-def model_cost(model) -> dict:
-    """``{parameters, trainable_parameters, flops_per_image}``."""
-    import numpy as np
-
-    return {"parameters": int(model.count_params()),
-            "trainable_parameters": int(sum(np.prod(v.shape) for v in model.trainable_weights)),
-            "flops_per_image": count_flops(model)}

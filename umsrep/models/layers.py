@@ -69,12 +69,13 @@ class GaussianLowpass(keras.layers.Layer):
         return {**super().get_config(), "sigma": self.sigma}
 
 
-def image_input(input_shape, normalization="dataset_zscore", mean=0.0, std=1.0, lowpass_sigma=None):
-    """Every encoder's first layers: ``(inputs, x)`` with the optional Gaussian low-pass and the normalization."""
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = GaussianLowpass(lowpass_sigma, name="lowpass")(inputs) if lowpass_sigma else inputs
-    return inputs, Normalize(normalization, mean, std, name="normalize")(x)
+def image_input(image):
+    """Every encoder's first layers from an :class:`umsrep.models.ImageSpec`: ``(inputs, x)`` with the optional
+    Gaussian low-pass and the normalization."""
+    inputs = keras.Input(shape=tuple(image.shape), name="image")
+    x = GaussianLowpass(image.lowpass_sigma, name="lowpass")(inputs) if image.lowpass_sigma else inputs
+    return inputs, Normalize(image.normalization, image.mean, image.std, name="normalize")(x)
 
 
 # every custom layer must be registered before a saved model is loaded: importing this module registers them all
-from umsrep.models.blocks import attention, norm as _fused_bn  # noqa: E402,F401
+from umsrep.models.blocks import attention  # noqa: E402,F401

@@ -1,6 +1,5 @@
-"""Ultrasound pre/post-processing around segmentation (DeepLab-ultrasound style), built on OpenCV.
+"""Ultrasound post-processing of segmentation masks (DeepLab-ultrasound style), built on OpenCV.
 
-* :func:`gaussian_lowpass` -- Gaussian low-pass filtering of the input images (speckle suppression).
 * :func:`morphological_opening`, :func:`remove_small_objects`, :func:`clean_mask` -- clean-up of binary masks.
 * :func:`clean_label_map` -- the same clean-up per foreground class of an integer label map (0 = background).
 
@@ -13,37 +12,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["gaussian_lowpass", "remove_small_objects", "morphological_opening", "clean_mask", "clean_label_map"]
+__all__ = ["remove_small_objects", "morphological_opening", "clean_mask", "clean_label_map"]
 
 DEFAULT_MIN_SIZE = 64
 DEFAULT_RADIUS = 1
-
-
-def gaussian_lowpass(images, sigma: float = 2.0) -> np.ndarray:
-    """Gaussian-blur each channel of (N, H, W, C), (H, W, C) or (H, W) images (``cv2.GaussianBlur``, ksize (0, 0)).
-
-    Returns an array of the same shape and dtype; ``sigma=0`` returns a copy.
-    """
-    images = np.asarray(images)
-    if images.ndim not in (2, 3, 4):
-        raise ValueError(f"images must be (H, W), (H, W, C) or (N, H, W, C); got shape {images.shape}")
-    if sigma < 0:
-        raise ValueError(f"sigma must be >= 0; got {sigma}")
-    if sigma == 0:
-        return images.copy()
-    work = images if images.dtype in (np.float32, np.float64, np.uint8) else images.astype(np.float32)
-    if work.ndim == 2:
-        batch = work[None, :, :, None]
-    elif work.ndim == 3:
-        batch = work[None]
-    else:
-        batch = work
-    out = np.empty_like(batch)
-    for n in range(batch.shape[0]):
-        for c in range(batch.shape[-1]):
-            out[n, :, :, c] = cv2.GaussianBlur(np.ascontiguousarray(batch[n, :, :, c]), (0, 0),
-                                               sigmaX=sigma, sigmaY=sigma)
-    return out.reshape(images.shape).astype(images.dtype, copy=False)
 
 
 def _check_mask(mask) -> np.ndarray:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import umsrep
 from umsrep.evaluate.report import render_cv_markdown
-from umsrep.evaluate.stats import paired_tests
+from umsrep.evaluate.stats import mean_sd, paired_tests
 from umsrep.recipe import Recipe, dump_recipe
 from umsrep.rundir import RunDir
+from umsrep.train.compare import approach_summary
 
 SKIP = ("n", "predict_time_s")
 MAIN = {"segmentation": "dice", "classification": "accuracy"}
@@ -36,16 +35,8 @@ def approaches_of(m: dict) -> dict:
     """``{approach: {tasks: {task: test metrics}, wall_time_s, parameters}}`` of one run's metrics.json."""
     if "comparison" in m:
         return m["comparison"]["approaches"]
-    from umsrep.train.fit import _approach_summary
-
-    return {m["run"]["strategy"]: {**_approach_summary(list(m["stages"].values()), m["tasks"]),
+    return {m["run"]["strategy"]: {**approach_summary(list(m["stages"].values()), m["tasks"]),
                                    "parameters": {"total": m["parameters"]["model_total"]}}}
-
-
-def _mean_sd(values):
-    x = np.asarray(values, np.float64)
-    return {"mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else 0.0,
-            "values": [float(v) for v in x]}
 
 
 def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
@@ -58,10 +49,10 @@ def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
         for task in per_fold[0][a]["tasks"]:
             keys = [k for k, v in per_fold[0][a]["tasks"][task].items()
                     if k not in SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)]
-            tasks[task] = {k: _mean_sd([f[a]["tasks"][task][k] for f in per_fold]) for k in keys
+            tasks[task] = {k: mean_sd([f[a]["tasks"][task][k] for f in per_fold]) for k in keys
                            if all(f[a]["tasks"][task].get(k) is not None for f in per_fold)}
         out["approaches"][a] = {"tasks": tasks,
-                                "wall_time_s": _mean_sd([f[a]["wall_time_s"] for f in per_fold]),
+                                "wall_time_s": mean_sd([f[a]["wall_time_s"] for f in per_fold]),
                                 "parameters": per_fold[0][a]["parameters"]["total"]}
     for task, t in recipe.tasks.items():
         key = MAIN[t.type]
@@ -76,9 +67,9 @@ def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
     return out
 
 
-def fit_folds(recipe: Recipe, run: RunDir, log=print) -> dict:
-    from umsrep.train.fit import fit
-
+def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
+    """Every fold of ``recipe`` into ``run``; ``fit_one(recipe, run, log)`` trains one (:func:`umsrep.train.fit.fit`,
+    passed in so this module does not import it back)."""
     k = recipe.data.split.folds
     t0 = time.perf_counter()
     created = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -95,7 +86,7 @@ def fit_folds(recipe: Recipe, run: RunDir, log=print) -> dict:
             continue
         log(f"=== fold {f + 1}/{k} ({sub.path})")
         sub.path.mkdir(parents=True, exist_ok=True)
-        fold_metrics.append(fit(fold_recipe(recipe, f), sub, log=log))
+        fold_metrics.append(fit_one(fold_recipe(recipe, f), sub, log=log))
     cv = summarize_folds(fold_metrics, recipe)
     metrics = {"cv": cv, "run": {"name": recipe.name, "modality": recipe.modality, "folds": k,
                                  "strategy": recipe.strategy.kind, "wall_time_s": round(time.perf_counter() - t0, 2),

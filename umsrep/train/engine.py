@@ -6,31 +6,31 @@ A *trainer* decides which variables each batch updates:
 
 - :class:`SingleTask`: one stream, one optimizer, a chosen variable set — the representation stage (encoder +
   denoising decoder or supervised head) and each head of the ``independent`` strategy (head only);
-- :class:`Alternating`: ``ratios[t]`` consecutive batches of task ``t``, then the next task, each batch
-  updating the encoder and the active head with that task's optimizer;
-- :class:`Joint`: one batch of every task per step, one optimizer over the encoder and all heads, the loss
-  vector combined by a :mod:`umsrep.train.weighting` method.
+- the strategies' trainers (:mod:`umsrep.train.strategies`): ``Alternating`` (``ratios[t]`` consecutive batches
+  of task ``t``, each updating the encoder and the active head) and ``Joint`` (one batch of every task per step,
+  the loss vector combined by a :mod:`umsrep.train.weighting` method).
 
-:func:`run_stage` drives any trainer: epochs, validation, early stopping and reduce-LR-on-plateau per optimizer
-(monitoring the validation loss of the tasks that optimizer trains; each task's loss is divided by its first
-validation loss so tasks count equally — or, with `fixed` joint weights, as much as their weight), best weights
-restored, TensorBoard scalars. Every step runs through
+:func:`run_stage` drives any trainer: the epoch loop trains, validates and logs; the handlers of
+:mod:`umsrep.train.handlers` do the rest — the learning-rate schedule per optimizer and early stopping
+(monitoring the validation loss of the tasks that optimizer trains, :meth:`Stage.monitored`: each task's loss is
+divided by its first validation loss so tasks count equally — or, with `fixed` joint weights, as much as their
+weight), best weights restored, TensorBoard scalars, checkpoints. Importing this module imports no TensorFlow
+(:mod:`umsrep.lazy`), so the strategy plug-ins that subclass :class:`Trainer` validate recipes without it. Every
+step runs through
 ``strategy.run`` (Keras' ``fit`` fails under ``MultiWorkerMirroredStrategy`` on TF 2.21); per-replica losses are
 divided by the replica count so the optimizer's all-reduced sum is the global mean gradient.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-SUM = tf.distribute.ReduceOp.SUM
+from umsrep.lazy import keras, tf
+from umsrep.models.flops import count_parameters
 
 
 def make_optimizer(cfg):
@@ -48,10 +48,6 @@ def make_optimizer(cfg):
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         opt = keras.optimizers.LossScaleOptimizer(opt)
     return opt
-
-
-def n_params(variables) -> int:
-    return int(sum(np.prod(v.shape) for v in variables))
 
 
 def _unique(variables):
@@ -97,7 +93,7 @@ class Trainer:
         return self.strategy.experimental_distribute_dataset(ds)
 
     def _reduce(self, per_replica):
-        return self.strategy.reduce(SUM, per_replica, axis=None)
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     def _make_eval(self, s: TaskStream):
         model, loss_fn = s.model, s.loss_fn
@@ -234,178 +230,6 @@ class SingleTask(Trainer):
         return {"loss": loss}
 
 
-def alternating_schedule(streams: List[TaskStream], ratios) -> List[tuple]:
-    """[(task, consecutive batches), ...] for one turn. ``ratios``: ``"auto"`` (proportional to each task's
-    steps per epoch, i.e. its training examples, smallest = 1) or ``{task: batches}`` (missing tasks: 1)."""
-    if ratios == "auto":
-        smallest = min(s.steps_per_epoch for s in streams)
-        return [(s.name, max(1, round(s.steps_per_epoch / smallest))) for s in streams]
-    return [(s.name, int(ratios.get(s.name, 1))) for s in streams]
-
-
-class Alternating(Trainer):
-    """``ratios[t]`` batches of task t, then the next task, ...; each batch updates encoder + active head
-    with the active task's optimizer. An epoch is ``sum(steps_per_epoch)`` batches in this order."""
-
-    def __init__(self, name, streams, shared_variables, optimizers: Dict[str, keras.optimizers.Optimizer],
-                 model, ratios="auto", strategy=None):
-        super().__init__(name, streams, model, strategy)
-        self.shared = _unique(shared_variables)
-        self._opts = optimizers
-        self.schedule = alternating_schedule(streams, ratios)
-        self._vars = {s.name: _unique(self.shared + s.head_variables) for s in streams}
-        with self.strategy.scope():
-            for s in streams:
-                self._opts[s.name].build(self._vars[s.name])
-        self._steps = {s.name: self._make_step(s) for s in streams}
-        self._turn = 0          # position in the schedule
-        self._left = self.schedule[0][1]
-        self.trace: List[str] = []   # task of every batch of the current epoch
-
-    @property
-    def variables(self):
-        return _unique([v for s in self.streams for v in self._vars[s.name]])
-
-    @property
-    def optimizers(self):
-        return self._opts
-
-    def optimizer_tasks(self, opt_name):
-        return [opt_name]
-
-    def _make_step(self, s):
-        return self._one_task_step(s, self._vars[s.name], self._opts[s.name])
-
-    def get_state(self):
-        return {**super().get_state(), "turn": self._turn, "left": self._left}
-
-    def set_state(self, state):
-        super().set_state(state)
-        self._turn, self._left = int(state["turn"]), int(state["left"])
-
-    def step(self):
-        """Run the next scheduled batch; returns ``(task, loss)``."""
-        task = self.schedule[self._turn][0]
-        loss = float(self._steps[task](self.next_batch(task)))
-        self._left -= 1
-        if self._left == 0:
-            self._turn = (self._turn + 1) % len(self.schedule)
-            self._left = self.schedule[self._turn][1]
-        self.trace.append(task)
-        return task, loss
-
-    def train_epoch(self):
-        self.trace = []
-        sums = {s.name: [0.0, 0] for s in self.streams}
-        for _ in range(self.steps_per_epoch()):
-            task, loss = self.step()
-            sums[task][0] += loss
-            sums[task][1] += 1
-        logs = {f"loss/{t}": a / n for t, (a, n) in sums.items() if n}
-        logs["loss"] = float(sum(logs.values()))
-        logs.update({f"batches/{t}": n for t, (_, n) in sums.items()})
-        return logs
-
-
-SHARED = "__shared__"  # the consumed-batches key of Joint's shared-batch stream
-
-
-class Joint(Trainer):
-    """One batch of every task per step; one optimizer over encoder + heads (+ the weighting's variables).
-
-    With ``shared_batches`` (a dataset of ``(x, {task: y})``, for tasks labelled on the same images) each step
-    draws one batch for all tasks and runs the shared encoder once through ``model`` (image -> {task: output});
-    otherwise each task draws its own batch and the encoder runs once per task."""
-
-    def __init__(self, name, streams, shared_variables, optimizer, weighting, model, strategy=None,
-                 shared_batches=None):
-        super().__init__(name, streams, model, strategy)
-        self.shared_batches = shared_batches
-        if shared_batches is not None:
-            self._train_ds[SHARED] = shared_batches
-            self.consumed[SHARED] = 0
-        self.shared = _unique(shared_variables)
-        self.task_vars = {s.name: _unique(s.head_variables) for s in streams}
-        self.weighting = weighting
-        self.optimizer = optimizer
-        weighting.build(self.shared, self.task_vars)
-        self._all = self.shared + [v for s in streams for v in self.task_vars[s.name]] + weighting.trainable_variables
-        with self.strategy.scope():
-            self.optimizer.build(self._all)
-        self._step = self._make_step()
-
-    @property
-    def variables(self):
-        return self._all
-
-    @property
-    def optimizers(self):
-        return {"joint": self.optimizer}
-
-    def steps_per_epoch(self):
-        return max(s.steps_per_epoch for s in self.streams)
-
-    def state_variables(self):
-        return super().state_variables() + self.weighting.state_variables()
-
-    def monitor_weights(self):
-        return self.weighting.monitor_weights()
-
-    def get_state(self):
-        return {**super().get_state(), "weighting": self.weighting.get_state()}
-
-    def set_state(self, state):
-        super().set_state(state)
-        self.weighting.set_state(state["weighting"])
-
-    def _make_step(self):
-        streams, w, opt, replicas = self.streams, self.weighting, self.optimizer, self.replicas
-        shared, task_vars, extra, variables = self.shared, self.task_vars, w.trainable_variables, self._all
-        model, one_batch = self.model, self.shared_batches is not None
-
-        def task_losses(batches):
-            if not one_batch:
-                return [_scaled_loss(s, x, y, replicas) for s, (x, y) in zip(streams, batches)]
-            x, ys = batches
-            outs = model(x, training=True)   # the encoder once, every head on its features
-            extra_loss = tf.add_n([tf.cast(v, tf.float32) for v in model.losses]) if model.losses else 0.0
-            return [(tf.cast(s.loss_fn(ys[s.name], outs[s.name]), tf.float32) + extra_loss) / replicas
-                    for s in streams]
-
-        def replica(batches):
-            with tf.GradientTape(persistent=w.per_task_gradients) as tape:
-                losses = task_losses(batches)
-                objective = w.objective(tf.stack(losses))
-            grads = w.gradients(tape, losses, objective, shared, task_vars, extra)
-            del tape
-            opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
-            return tf.stack(losses)
-
-        @tf.function(reduce_retracing=True)
-        def step(batches):
-            return self._reduce(self.strategy.run(replica, args=(batches,)))
-
-        return step
-
-    def train_epoch(self):
-        n = self.steps_per_epoch()
-        total = np.zeros(len(self.streams))
-        for _ in range(n):
-            batches = (self.next_batch(SHARED) if self.shared_batches is not None
-                       else tuple(self.next_batch(s.name) for s in self.streams))
-            total += self._step(batches).numpy()
-        raw = total / n
-        weights = self.weighting.state()
-        logs = {f"loss/{s.name}": float(raw[i]) for i, s in enumerate(self.streams)}
-        logs.update({f"weighted_loss/{t}": weights[t] * logs[f"loss/{t}"] for t in weights})
-        logs.update({f"weight/{t}": w for t, w in weights.items()})
-        logs["loss"] = float(sum(logs[f"weighted_loss/{t}"] for t in weights))
-        return logs
-
-    def on_epoch_end(self, logs):
-        self.weighting.on_epoch_end({s.name: logs[f"loss/{s.name}"] for s in self.streams})
-
-
 @dataclass
 class StageResult:
     name: str
@@ -432,111 +256,116 @@ def _normalised(values: Dict[str, float], first: Dict[str, float], tasks, weight
     return float(sum(weights.get(t, 1.0) * values[t] / max(first[t], 1e-12) for t in tasks))
 
 
-def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_dir=None,
-              checkpoints=None) -> StageResult:
-    """Train ``trainer`` under :class:`umsrep.recipe.TrainConfig` ``cfg``; returns its history and timings.
+class Stage:
+    """One stage's epoch loop state, what the handlers (:mod:`umsrep.train.handlers`) see and change."""
 
-    With ``checkpoints`` (:class:`umsrep.train.checkpoint.Checkpoints`) the stage is checkpointed after every
-    epoch and, if a checkpoint exists, continued from it (or restored without training when it finished)."""
+    def __init__(self, trainer: Trainer, cfg, handlers, log):
+        self.trainer, self.cfg, self.handlers, self.log = trainer, cfg, list(handlers), log
+        self.name = trainer.name
+        self.epoch = 0
+        self.first: Dict[str, float] = {}     # each task's first monitored loss (normalises the others)
+        self.watched: Dict[str, float] = {}   # this epoch's monitored loss per task
+        self.task_weights: Dict[str, float] = {}
+        self.history: List[dict] = []
+        self.wall_time_s = 0.0
+        self.stop = False                     # set by a handler (early stopping) to end the stage
+
+    def monitored(self, tasks=None) -> float:
+        """This epoch's monitored validation loss of ``tasks`` (default: all): one task's loss, or the sum of each
+        task's loss over its first one, times the trainer's monitor weight."""
+        return _normalised(self.watched, self.first, self.watched if tasks is None else tasks, self.task_weights)
+
+    def handler(self, name):
+        return next((h for h in self.handlers if h.name == name), None)
+
+    # -- checkpointed state --------------------------------------------------------------------------
+    def get_state(self) -> dict:
+        return {"epoch": self.epoch, "first": self.first, "history": self.history, "wall_time_s": self.wall_time_s,
+                "handlers": {h.name: h.get_state() for h in self.handlers},
+                "arrays": {h.name: len(h.get_arrays()) for h in self.handlers}}
+
+    def get_arrays(self) -> list:
+        return [a for h in self.handlers for a in h.get_arrays()]
+
+    def set_state(self, state: dict, arrays: list):
+        self.epoch, self.first, self.history = state["epoch"], state["first"], state["history"]
+        self.wall_time_s = state["wall_time_s"]
+        i = 0
+        for h in self.handlers:
+            if h.name in state["handlers"]:
+                h.set_state(state["handlers"][h.name])
+            n = state["arrays"].get(h.name, 0)
+            h.set_arrays(arrays[i:i + n])
+            i += n
+
+
+def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_dir=None, checkpoints=None,
+              handlers=None) -> StageResult:
+    """Train ``trainer`` under :class:`umsrep.settings.TrainConfig` ``cfg``; returns its history and timings.
+
+    The epoch loop trains, validates and logs; everything else is a handler (default:
+    :func:`umsrep.train.handlers.default_handlers` — TensorBoard, learning-rate schedule, early stopping and, with
+    ``checkpoints`` (:class:`umsrep.train.checkpoint.Checkpoints`), a checkpoint after every epoch). With a
+    checkpoint the stage continues from it (or is restored without training when it had finished)."""
+    from umsrep.train.handlers import default_handlers
+
+    if handlers is None:
+        handlers = default_handlers(cfg, log_dir=log_dir, checkpoints=checkpoints)
+    stage = Stage(trainer, cfg, handlers, log)
     name = trainer.name
-    result = StageResult(name, trainable_params=n_params(trainer.variables))
-    es, plateau = cfg.early_stopping, cfg.lr_schedule
-    opts = trainer.optimizers
-    loop = {"epoch": 0, "best": math.inf, "since_best": 0, "opt_best": {k: math.inf for k in opts},
-            "since_plateau": {k: 0 for k in opts}, "first": {}, "history": [], "best_epoch": 0,
-            "stopped_early": False, "wall_time_s": 0.0}
-    best_weights = None
+    result = StageResult(name, trainable_params=count_parameters(trainer.variables)["total"])
+    for h in stage.handlers:
+        h.on_stage_begin(stage)
     saved = checkpoints.load(name) if checkpoints is not None else None
     if saved is not None:
         checkpoints.restore(name, trainer, saved)
-        loop.update(_from_json({k: saved[k] for k in loop}))
-        best_weights = saved["best_weights"]
+        stage.set_state(saved, saved["best_weights"] or [])
         if saved["done"]:
             log(f"[{name}] finished before: restored from its checkpoint (epoch {saved['epoch']})")
-            return _result(result, loop)
+            return _result(result, stage)
         log(f"[{name}] resuming after epoch {saved['epoch']}")
-    writer = tf.summary.create_file_writer(str(log_dir)) if log_dir else None
-    t_start = time.perf_counter() - loop["wall_time_s"]
-    for epoch in range(loop["epoch"] + 1, cfg.epochs + 1):
+    opts = trainer.optimizers
+    t_start = time.perf_counter() - stage.wall_time_s
+    for epoch in range(stage.epoch + 1, cfg.epochs + 1):
+        for h in stage.handlers:
+            h.on_epoch_begin(stage, epoch)
         t0 = time.perf_counter()
         logs = trainer.train_epoch()
         val = trainer.validate()
         # monitor validation losses, or training losses for tasks without a validation split
-        watched = {s.name: val.get(s.name, logs.get(f"loss/{s.name}", logs["loss"])) for s in trainer.streams}
-        first = loop["first"] = loop["first"] or dict(watched)
+        stage.watched = {s.name: val.get(s.name, logs.get(f"loss/{s.name}", logs["loss"])) for s in trainer.streams}
+        stage.first = stage.first or dict(stage.watched)
         trainer.on_epoch_end(logs)
         lrs = {k: float(keras.ops.convert_to_numpy(o.learning_rate)) for k, o in opts.items()}
-        task_weights = trainer.monitor_weights()
-        monitored = _normalised(watched, first, watched, task_weights)
+        stage.task_weights = trainer.monitor_weights()
+        monitored = stage.monitored()
         rec = {"epoch": epoch, **logs, "val_loss": (float(sum(val.values())) if val else None),
                **({f"val_loss/{t}": v for t, v in val.items()} if len(trainer.streams) > 1 else {}),
                **({"monitored": monitored} if len(trainer.streams) > 1 else {}),
                **({"lr": next(iter(lrs.values()))} if len(lrs) == 1 else {f"lr/{k}": v for k, v in lrs.items()}),
                "time_s": time.perf_counter() - t0}
-        loop["history"].append(rec)
-        if writer:
-            with writer.as_default(step=epoch):
-                for k, v in rec.items():
-                    if k not in ("epoch", "time_s") and isinstance(v, (int, float)):
-                        tf.summary.scalar(k, v)
+        stage.history.append(rec)
         keys = ("loss", "val_loss", "weight/") if len(trainer.streams) > 1 else ("loss", "val_loss")
         shown = "  ".join(f"{k} {v:.4f}" for k, v in rec.items()
                           if (k in keys or (len(keys) == 3 and k.startswith(keys))) and isinstance(v, float))
         log(f"[{name}] epoch {epoch}/{cfg.epochs}  {shown}  lr {min(lrs.values()):.2e}  {rec['time_s']:.1f}s")
-        min_delta = es.min_delta if es else 0.0
-        if monitored < loop["best"] - min_delta:
-            loop["best"], loop["since_best"], loop["best_epoch"] = monitored, 0, epoch
-            best_weights = trainer.model.get_weights()  # incl. BatchNorm statistics
-        else:
-            loop["since_best"] += 1
-        for k, opt in opts.items():
-            m = _normalised(watched, first, trainer.optimizer_tasks(k), task_weights)
-            if m < loop["opt_best"][k] - min_delta:
-                loop["opt_best"][k], loop["since_plateau"][k] = m, 0
-            else:
-                loop["since_plateau"][k] += 1
-            if plateau.kind == "plateau" and loop["since_plateau"][k] >= plateau.patience:
-                new_lr = max(lrs[k] * plateau.factor, plateau.min_lr)
-                if new_lr < lrs[k]:
-                    opt.learning_rate.assign(new_lr)
-                    log(f"[{name}] learning rate ({k}) -> {new_lr:.2e}")
-                loop["since_plateau"][k] = 0
-        loop["epoch"] = epoch
-        loop["wall_time_s"] = time.perf_counter() - t_start
-        stop = bool(es and loop["since_best"] >= es.patience)
-        if stop:
-            loop["stopped_early"] = True
-            log(f"[{name}] early stop at epoch {epoch} (best epoch {loop['best_epoch']})")
-        if checkpoints is not None and not stop and epoch < cfg.epochs:
-            checkpoints.save(name, trainer, _jsonable(loop), best_weights)
-        if stop:
+        stage.epoch = epoch
+        stage.wall_time_s = time.perf_counter() - t_start
+        for h in stage.handlers:
+            h.on_epoch_end(stage, rec)
+        if stage.stop:
             break
-    if es and es.restore_best and best_weights is not None:
-        trainer.model.set_weights(best_weights)
-    if writer:
-        writer.flush()
-    loop["wall_time_s"] = time.perf_counter() - t_start
-    if checkpoints is not None:
-        checkpoints.save(name, trainer, _jsonable(loop), done=True)
-    return _result(result, loop)
+    stage.wall_time_s = time.perf_counter() - t_start
+    for h in stage.handlers:
+        h.on_stage_end(stage)
+    return _result(result, stage)
 
 
-def _jsonable(loop):
-    return {k: (None if isinstance(v, float) and math.isinf(v) else
-                {kk: (None if isinstance(vv, float) and math.isinf(vv) else vv) for kk, vv in v.items()}
-                if isinstance(v, dict) else v) for k, v in loop.items()}
-
-
-def _from_json(loop):
-    loop["best"] = math.inf if loop["best"] is None else loop["best"]
-    loop["opt_best"] = {k: (math.inf if v is None else v) for k, v in loop["opt_best"].items()}
-    return loop
-
-
-def _result(result: StageResult, loop: dict) -> StageResult:
-    result.history = loop["history"]
-    result.best_epoch = loop["best_epoch"]
-    result.epochs_run = loop["epoch"]
-    result.stopped_early = loop["stopped_early"]
-    result.wall_time_s = loop["wall_time_s"]
+def _result(result: StageResult, stage: Stage) -> StageResult:
+    es = stage.handler("early_stopping")
+    result.history = stage.history
+    result.best_epoch = es.best_epoch if es else stage.epoch
+    result.epochs_run = stage.epoch
+    result.stopped_early = bool(es and es.stopped_early)
+    result.wall_time_s = stage.wall_time_s
     return result

@@ -10,49 +10,39 @@ import platform
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import umsrep
 from umsrep.data import pipeline
-from umsrep.data.noise import NoiseLevel, random_noise
+from umsrep.data.noise import noise_levels, random_noise
 from umsrep.data.prepare import SPLITS, prepare
 from umsrep.evaluate.evaluate import evaluate_model
 from umsrep.evaluate.html import write_html_report
 from umsrep.evaluate.report import render_markdown
 from umsrep.io import save_keras
+from umsrep.models import HEADS, ImageSpec
+from umsrep.models import build_encoder as build_encoder_model
+from umsrep.models import build_head as build_head_model
 from umsrep.models.encoder_io import load_encoder, preprocessing_of, save_encoder
-from umsrep.models.encoders import ENCODERS
-from umsrep.models.flops import count_flops
-from umsrep.models.heads import HEADS, attach, attach_one, head_builder, pyramid_spec
+from umsrep.models.flops import count_flops, count_parameters
 from umsrep.models.losses import LOSSES, build_loss
-from umsrep.recipe import Recipe, dump_recipe
+from umsrep.models.pyramid import attach, attach_one, pyramid_spec
+from umsrep.recipe import Recipe, dump_recipe, task_head
+from umsrep.registry import STRATEGIES
 from umsrep.rundir import RunDir
 from umsrep.train.checkpoint import Checkpoints
+from umsrep.train.compare import approach_summary, compare_approaches
 from umsrep.train.distribute import make_strategy
-from umsrep.train.engine import Alternating, Joint, SingleTask, TaskStream, make_optimizer, run_stage
-from umsrep.train.weighting import make_weighting
+from umsrep.train.engine import SingleTask, TaskStream, make_optimizer, run_stage
+from umsrep.train.strategies import FineTune
 from umsrep.transforms import augmentation, log_augmentation
-
-
-def noise_levels(rep) -> list:
-    return [NoiseLevel(s.kind, float(v)) for s in rep.noise for v in s.levels]
 
 
 def build_encoder(recipe, mean, std, name="encoder"):
     """The recipe's encoder architecture, freshly initialised, with its normalisation statistics."""
-    rep = recipe.representation
-    return ENCODERS.get(rep.kind)((*recipe.data.image_size, recipe.data.channels), filters=rep.filters,
-                                  normalization=recipe.data.normalization, mean=mean, std=std,
-                                  kernel_size=rep.kernel_size, dilation=rep.dilation,
-                                  dilated_layers=tuple(rep.dilated_layers), pool_after=tuple(rep.pool_after),
-                                  lowpass_sigma=recipe.data.lowpass_sigma, aspp_enabled=rep.aspp,
-                                  aspp_rates=tuple(rep.aspp_rates), name=name)
-
-
-def _params(model):
-    trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
-    return {"trainable": trainable, "total": int(model.count_params())}
+    d = recipe.data
+    image = ImageSpec((*d.image_size, d.channels), d.normalization, mean, std, d.lowpass_sigma)
+    return build_encoder_model(recipe.representation, image, name=name)
 
 
 def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None, head_variables=(), augment=None):
@@ -68,11 +58,10 @@ def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None
 
 
 def build_head(task_name, task, spec, input_size, encoder_kind="denoising_autoencoder"):
-    h = task.head
-    return head_builder(h.kind, task.type, encoder_kind)(
-        spec, input_size, name=task_name, n_classes=len(task.classes), filters=h.filters, skips=h.skips,
-        units=h.units, dropout=h.dropout, attention=h.attention, connection=h.connection,
-        branch_level=h.branch_level, aspp_rates=tuple(h.aspp_rates))
+    """Task ``task_name``'s head on a pyramid ``spec`` of encoder architecture ``encoder_kind`` (``head.kind: auto``
+    resolved for it; RecipeError naming the field when the head does not fit)."""
+    return build_head_model(task_head(task_name, task, encoder_kind), spec, input_size, name=task_name,
+                            n_classes=len(task.classes))
 
 
 def run_meta(recipe: Recipe, pre: dict, has_denoise: bool, status: str, created: str) -> dict:
@@ -102,9 +91,9 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         save_encoder(encoder, run.encoder_dir, pre)
         return encoder, pre
     if rep.training == "denoising":
-        heads["denoise"] = HEADS.get("denoise")(spec, size, channels=ch)
+        heads["denoise"] = HEADS.get("denoise").build(spec, size, name="denoise", channels=ch)
         model = attach_one(encoder, heads["denoise"])
-        levels = noise_levels(rep)
+        levels = noise_levels(rep.noise)
         log(f"representation: {rep.kind} encoder + denoising decoder, {model.count_params():,} parameters, "
             f"noise {[lv.name for lv in levels]}")
 
@@ -119,7 +108,9 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         tname = rep.task or max((n for n, t in recipe.tasks.items() if t.type == "classification"),
                                 key=lambda n: len(tasks[n].index["train"]))
         task = recipe.tasks[tname]  # its head is trained with the encoder, at representation.dropout
-        task = task.model_copy(update={"head": task.head.model_copy(update={"dropout": rep.dropout})})
+        head = task_head(tname, task, rep.kind)
+        if "dropout" in type(head).model_fields:
+            task = task.model_copy(update={"head": head.model_copy(update={"dropout": rep.dropout})})
         heads[tname] = build_head(tname, task, spec, size, rep.kind)
         model = attach_one(encoder, heads[tname])
         log(f"representation: {rep.kind} encoder trained with task {tname!r}, {model.count_params():,} parameters")
@@ -129,7 +120,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
     trainer = SingleTask("representation", stream, model.trainable_variables, make_optimizer(rep.optimizer),
                          strategy)
     res = run_stage(trainer, rep, log=log, log_dir=stage_log("representation"), checkpoints=ckpt)
-    stages["representation"] = {**res.to_dict(), "parameters": _params(model), "kind": rep.kind}
+    stages["representation"] = {**res.to_dict(), "parameters": count_parameters(model), "kind": rep.kind}
     if rep.training == "supervised":
         stages["representation"]["task"] = tname
     save_encoder(encoder, run.encoder_dir, pre)
@@ -137,18 +128,20 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
 
 
 def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None, encoder_kind=None):
-    """Attach a head per task and train them with the recipe's strategy (see :mod:`umsrep.train.engine`).
+    """Attach a head per task and train them with the recipe's strategy (a plug-in of
+    :mod:`umsrep.train.strategies`, looked up by ``strategy.kind``).
 
     ``encoder_kind``: the architecture the heads attach to (a loaded encoder's own, from its card)."""
     kind = recipe.strategy.kind
+    plugin = STRATEGIES.get(kind)(recipe.strategy.settings_of(kind))
     size = tuple(recipe.data.image_size)
     trainable = recipe.representation.trainable
-    encoder.trainable = trainable if trainable is not None else kind != "independent"
+    encoder.trainable = trainable if trainable is not None else not plugin.freezes_encoder
     encoder_kind = encoder_kind or recipe.representation.kind
     spec = pyramid_spec(encoder)
     streams = []
     for i, (name, task) in enumerate(recipe.tasks.items()):
-        if kind == "independent" and name in heads:
+        if name in heads and not plugin.trains_representation_head:
             continue  # the supervised representation's own head is already trained
         if name not in heads:
             heads[name] = build_head(name, task, spec, size, encoder_kind)
@@ -159,50 +152,8 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
         streams.append(_stream(name, model, build_loss(task.type, task.loss), task, x_tr, y_tr, x_va, y_va,
                                recipe.seed + 7 * (i + 1), head_variables=heads[name].trainable_variables,
                                augment=recipe.task_data(name).augment))
-    if kind == "independent":
-        for s in streams:
-            variables = s.head_variables + (encoder.trainable_variables if encoder.trainable else [])
-            trainer = SingleTask(s.name, s, variables, make_optimizer(recipe.tasks[s.name].optimizer), strategy)
-            res = run_stage(trainer, recipe.tasks[s.name], log=log, log_dir=stage_log(s.name), checkpoints=ckpt)
-            stages[s.name] = {**res.to_dict(), "parameters": {"trainable": res.trainable_params,
-                                                              "total": int(s.model.count_params())}}
-        return
-    st = recipe.strategy
-    model = attach(encoder, {s.name: heads[s.name] for s in streams}, name=f"umsrep_{kind}")
-    if kind == "alternating":
-        trainer = Alternating(kind, streams, encoder.trainable_variables,
-                              {s.name: make_optimizer(recipe.tasks[s.name].optimizer) for s in streams}, model,
-                              ratios=st.ratios, strategy=strategy)
-        log(f"alternating schedule (task, batches per turn): {trainer.schedule}")
-    else:
-        weighting = make_weighting(st.weighting, [s.name for s in streams])
-        shared = _shared_batches(recipe, tasks, [s.name for s in streams])
-        trainer = Joint(kind, streams, encoder.trainable_variables, make_optimizer(st.optimizer), weighting, model,
-                        strategy=strategy, shared_batches=shared)
-        log(f"joint training, weighting {st.weighting.method!r}"
-            + (", one batch of shared images for all tasks per step" if shared is not None else
-               ", one batch per task per step (tasks labelled on different images)"))
-    res = run_stage(trainer, st, log=log, log_dir=stage_log(kind), checkpoints=ckpt)
-    stages[kind] = {**res.to_dict(), "tasks": [s.name for s in streams],
-                    "parameters": {"trainable": res.trainable_params, "total": int(model.count_params())}}
-    if kind == "alternating":
-        stages[kind]["schedule"] = [list(x) for x in trainer.schedule]
-
-
-def _shared_batches(recipe, tasks, names):
-    """Joint training's one-batch-for-all-tasks stream, when every task is labelled on the same training images
-    with the same batch size (else None: a batch per task)."""
-    first = tasks[names[0]]
-    same = all(tasks[n].source is first.source and np.array_equal(tasks[n].index["train"], first.index["train"])
-               and recipe.tasks[n].batch_size == recipe.tasks[names[0]].batch_size
-               and recipe.task_data(n).augment.model_dump() == recipe.task_data(names[0]).augment.model_dump()
-               for n in names[1:])
-    if len(names) < 2 or not same:
-        return None
-    x_tr = first.arrays("train")[0]
-    ys = {n: tasks[n].arrays("train")[1] for n in names}
-    return pipeline.train_dataset(x_tr, ys, batch_size=recipe.tasks[names[0]].batch_size, seed=recipe.seed + 7,
-                                  map_fn=augmentation(recipe.task_data(names[0]).augment))
+    ctx = FineTune(kind, recipe, encoder, heads, streams, tasks, strategy, stage_log, log, ckpt, stages)
+    plugin.fine_tune(ctx)
 
 
 def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
@@ -218,8 +169,8 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         # a loaded encoder (init_from) was not trained here: its training time is unknown, counted as 0
         rep_stage = stages.get("representation", {"wall_time_s": 0.0, "epochs_run": 0})
         costs["denoiser"] = {"wall_time_s": rep_stage["wall_time_s"], "epochs_run": rep_stage["epochs_run"],
-                             "parameters": {"trainable": int(denoiser.count_params()),
-                                            "total": int(denoiser.count_params())}}
+                             "parameters": {"trainable": count_parameters(denoiser)["total"],
+                                            "total": count_parameters(denoiser)["total"]}}
         clean = tf.function(lambda x: denoiser(x, training=False), reduce_retracing=True)
     for i, (name, task) in enumerate(recipe.tasks.items()):
         (x_tr, y_tr), (x_va, y_va) = tasks[name].arrays("train"), tasks[name].arrays("val")
@@ -236,46 +187,11 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         res = run_stage(SingleTask(f"baseline/{name}", stream, model.trainable_variables,
                                    make_optimizer(task.optimizer), strategy), task, log=log,
                         log_dir=stage_log(f"baseline_{name}"), checkpoints=ckpt)
-        costs[name] = {**res.to_dict(), "parameters": _params(model)}
+        costs[name] = {**res.to_dict(), "parameters": count_parameters(model)}
         image = keras.Input(shape=(*size, ch), name="image")
         models[name] = keras.Model(image, model(denoiser(image) if denoiser is not None else image),
                                    name=f"baseline_{name}")
     return models, costs
-
-
-def _approach_summary(stage_list, task_metrics):
-    time_s = sum(s["wall_time_s"] for s in stage_list)
-    return {"wall_time_s": round(time_s, 3), "epochs": sum(s["epochs_run"] for s in stage_list),
-            "tasks": {n: {k: v for k, v in t.get("test", {}).items() if not isinstance(v, (dict, list))
-                          or k.endswith("_ci95")} for n, t in task_metrics.items() if n != "denoise"}}
-
-
-def compare_approaches(approaches: dict, outcomes: dict, recipe) -> dict:
-    """Paper-style comparison: per approach the test metrics, time and parameters; pairwise McNemar
-    (classification) or Wilcoxon on per-image Dice (segmentation); time and parameter reduction vs baseline."""
-    from umsrep.evaluate.stats import mcnemar, paired_tests
-
-    names = list(approaches)
-    tests = {}
-    for task, t in recipe.tasks.items():
-        per = {}
-        for i, a in enumerate(names):
-            for b in names[i + 1:]:
-                ya, yb = outcomes[a][task]["test"], outcomes[b][task]["test"]
-                if t.type == "classification":
-                    per[f"{a} vs {b}"] = {"mcnemar": mcnemar(ya > 0.5, yb > 0.5)}
-                else:
-                    r = paired_tests(ya, yb)
-                    per[f"{a} vs {b}"] = {"wilcoxon_dice": r["wilcoxon"], "mean_dice_difference": r["mean_difference"]}
-        tests[task] = per
-    out = {"approaches": approaches, "tests": tests}
-    if "baseline" in approaches:
-        base = approaches["baseline"]
-        out["reduction_vs_baseline"] = {
-            a: {"time_pct": round(100 * (1 - v["wall_time_s"] / base["wall_time_s"]), 1),
-                "parameters_pct": round(100 * (1 - v["parameters"]["total"] / base["parameters"]["total"]), 1)}
-            for a, v in approaches.items() if a != "baseline"}
-    return out
 
 
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
@@ -284,7 +200,7 @@ def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
     if recipe.data.split.folds is not None and recipe.data.split.fold is None:
         from umsrep.train.crossval import fit_folds
 
-        return fit_folds(recipe, run, log)
+        return fit_folds(recipe, run, log, fit_one=fit)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(recipe.precision)
     try:
@@ -351,8 +267,8 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
             log(f"model saved: {path} ({full.count_params():,} parameters)")
             outcomes[kind] = {}
             results[kind] = evaluate_model(full, recipe, tasks, rep_source, log=log, outcomes=outcomes[kind])
-            approaches[kind] = {**_approach_summary(rep_stage + list(stages_k.values()), results[kind]["tasks"]),
-                                "parameters": {"total": int(full.count_params())}}
+            approaches[kind] = {**approach_summary(rep_stage + list(stages_k.values()), results[kind]["tasks"]),
+                                "parameters": {"total": count_parameters(full)["total"]}}
         if recipe.baseline:
             restore_representation()
             log("--- baseline: one separate model per task, random init"
@@ -361,7 +277,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
             outcomes["baseline"] = {}
             results["baseline"] = evaluate_model(base_models, recipe, tasks, rep_source, log=log,
                                                  outcomes=outcomes["baseline"])
-            approaches["baseline"] = {**_approach_summary(list(costs.values()), results["baseline"]["tasks"]),
+            approaches["baseline"] = {**approach_summary(list(costs.values()), results["baseline"]["tasks"]),
                                       "models": costs,
                                       "parameters": {"total": int(sum(c["parameters"]["total"]
                                                                       for c in costs.values()))}}
@@ -373,9 +289,9 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     metrics["stages"] = stages
     if len(approaches) > 1:
         metrics["comparison"] = compare_approaches(approaches, outcomes, recipe)
-    metrics["parameters"] = {"encoder": int(encoder.count_params()),
-                             "heads": {h: int(m.count_params()) for h, m in heads.items()},
-                             "model_total": int(full.count_params()),
+    metrics["parameters"] = {"encoder": count_parameters(encoder)["total"],
+                             "heads": {h: count_parameters(m)["total"] for h, m in heads.items()},
+                             "model_total": count_parameters(full)["total"],
                              "flops_per_image": count_flops(full)}
     metrics["data"] = {
         "sources": {k: {"root": s.config.root or "synthetic", "images": len(s.data),

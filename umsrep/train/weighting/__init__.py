@@ -1,4 +1,5 @@
-"""Loss weighting for the ``joint`` strategy, one class per method, looked up by name in :data:`WEIGHTINGS`.
+"""Loss weighting for the ``joint`` strategy, one file per method, looked up by
+name in :data:`umsrep.registry.WEIGHTINGS`.
 
 A weighting turns the per-task losses of one joint step into gradients for the shared (encoder) variables
 and the task (head) variables. The simple methods weight the losses and take one gradient of the sum; the
@@ -17,6 +18,18 @@ gradient-based methods take one gradient per task from a persistent tape:
 Weights are ``tf.Variable``s read inside the compiled step, so changing them never retraces; every method
 reports its current weights for the logs. Everything here runs inside a replica context of a
 ``tf.distribute`` strategy (losses arrive already scaled by the number of replicas).
+
+A method is a :class:`Weighting` subclass registered under its name, with a ``Settings`` class (subclassing
+:class:`umsrep.settings.WeightingSettings`) declaring the ``strategy.weighting`` fields it reads. Adding one is
+one file here (and its test)::
+
+    @WEIGHTINGS.register("equal")
+    class Equal(Weighting):
+        class Settings(WeightingSettings):
+            method: Literal["equal"] = "equal"
+
+        def objective(self, losses):
+            return tf.reduce_mean(losses) * len(self.tasks)
 """
 
 from __future__ import annotations
@@ -24,27 +37,28 @@ from __future__ import annotations
 from typing import Dict, List
 
 import numpy as np
-import tensorflow as tf
 
-from umsrep.registry import Registry
-
-WEIGHTINGS = Registry("weighting method")
+from umsrep.lazy import tf
+from umsrep.registry import WEIGHTINGS
 
 
-def _state(value, name, dtype=tf.float32):
-    """A non-trained state variable that every replica updates to the same value."""
-    return tf.Variable(value, dtype=dtype, trainable=False, name=name,
+def _state(value, name, dtype=None):
+    """A non-trained state variable that every replica updates to the same value (default float32)."""
+    return tf.Variable(value, dtype=dtype or tf.float32, trainable=False, name=name,
                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
 
 class Weighting:
     """Base: a fixed vector of task weights (``tf.Variable``, not trained by the model's optimizer)."""
 
+    Settings = None   # each method: a umsrep.settings.WeightingSettings subclass
+
     per_task_gradients = False
 
     def __init__(self, tasks: List[str], cfg=None):
         self.tasks = list(tasks)
-        init = [float((cfg.weights or {}).get(t, 1.0)) if cfg is not None else 1.0 for t in self.tasks]
+        self.cfg = cfg if cfg is not None else self.Settings()
+        init = [float((self.cfg.weights or {}).get(t, 1.0)) for t in self.tasks]
         self.w = _state(init, "task_weights")
 
     # -- what the joint trainer calls ------------------------------------------------------------
@@ -96,52 +110,6 @@ class Weighting:
         return {}
 
 
-@WEIGHTINGS.register("fixed")
-class Fixed(Weighting):
-    def monitor_weights(self):
-        return self.state()  # the recipe's fixed weights say what matters
-
-
-@WEIGHTINGS.register("uncertainty")
-class Uncertainty(Weighting):
-    def __init__(self, tasks, cfg=None):
-        super().__init__(tasks, cfg)
-        self.log_var = tf.Variable(tf.zeros(len(self.tasks)), trainable=True, name="task_log_variance")
-
-    @property
-    def trainable_variables(self):
-        return [self.log_var]
-
-    def weights(self):
-        return tf.exp(-self.log_var)
-
-    def objective(self, losses):
-        # the log-variance regulariser is per replica too: losses arrive divided by the replica count
-        n = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
-        return tf.reduce_sum(tf.exp(-self.log_var) * losses + self.log_var / n)
-
-
-@WEIGHTINGS.register("dwa")
-class DynamicWeightAverage(Weighting):
-    def __init__(self, tasks, cfg=None):
-        super().__init__(tasks, cfg)
-        self.temperature = cfg.temperature if cfg is not None else 2.0
-        self.history: List[np.ndarray] = []
-
-    def get_state(self):
-        return {"history": [h.tolist() for h in self.history]}
-
-    def set_state(self, state):
-        self.history = [np.asarray(h, np.float64) for h in state.get("history", [])]
-
-    def on_epoch_end(self, mean_losses):
-        self.history.append(np.array([mean_losses[t] for t in self.tasks], np.float64))
-        if len(self.history) >= 2:
-            r = self.history[-1] / np.maximum(self.history[-2], 1e-12)
-            e = np.exp((r - r.max()) / self.temperature)
-            self.w.assign((len(self.tasks) * e / e.sum()).astype(np.float32))
-
-
 def _flat(grads, variables):
     return tf.concat([tf.reshape(g if g is not None else tf.zeros_like(v), [-1]) for g, v in zip(grads, variables)],
                      axis=0)
@@ -186,58 +154,11 @@ class _PerTask(Weighting):
         return list(tape.gradient(objective, head_vars)) if head_vars else []
 
 
-@WEIGHTINGS.register("pcgrad")
-class PCGrad(_PerTask):
-    def gradients(self, tape, losses, objective, shared, task_vars, extra):
-        flat = tf.stack([self.w[i] * _flat(tape.gradient(losses[i], shared), shared) for i in range(len(self.tasks))])
-        projected = tf.reduce_sum(pcgrad_project(flat), axis=0)
-        return _unflat(projected, shared) + self._head_grads(tape, objective, task_vars) + [None] * len(extra)
-
-
-@WEIGHTINGS.register("gradnorm")
-class GradNorm(_PerTask):
-    def __init__(self, tasks, cfg=None):
-        super().__init__(tasks, cfg)
-        self.alpha = cfg.alpha if cfg is not None else 1.5
-        self.lr = cfg.learning_rate if cfg is not None else 0.025
-        self.total = float(tf.reduce_sum(self.w))
-        self.initial = _state(tf.zeros(len(self.tasks)), "gradnorm_initial_loss")
-        self.started = _state(False, "gradnorm_started", tf.bool)
-        self.last_shared = None
-
-    def state_variables(self):
-        return [self.w, self.initial, self.started]
-
-    def build(self, shared_variables, task_variables):
-        # the last shared layer's kernel: the deepest >1-D shared variable
-        kernels = [v for v in shared_variables if len(v.shape) > 1]
-        self.last_shared = kernels[-1] if kernels else shared_variables[-1]
-
-    def gradients(self, tape, losses, objective, shared, task_vars, extra):
-        w = tf.identity(self.w)
-        norms = tf.stack([tf.norm(tape.gradient(losses[i], self.last_shared)) for i in range(len(self.tasks))])
-        losses = tf.stack(losses)
-        ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            norms = ctx.all_reduce(tf.distribute.ReduceOp.MEAN, norms)
-            losses_all = ctx.all_reduce(tf.distribute.ReduceOp.SUM, losses)
-        else:
-            losses_all = losses
-        losses_all = tf.stop_gradient(losses_all)
-        self.initial.assign(tf.where(self.started, self.initial, losses_all))
-        self.started.assign(True)
-        weighted_norms = w * norms
-        ratio = losses_all / tf.maximum(self.initial, 1e-12)
-        rel = ratio / tf.reduce_mean(ratio)
-        target = tf.stop_gradient(tf.reduce_mean(weighted_norms) * rel ** self.alpha)
-        # d/dw_i sum_j |w_j g_j - target_j| = sign(w_i g_i - target_i) g_i
-        grad_w = tf.sign(weighted_norms - target) * norms
-        new_w = tf.maximum(w - self.lr * grad_w, 1e-3)
-        grads = tape.gradient(objective, shared + [v for t in self.tasks for v in task_vars[t]])
-        with tf.control_dependencies([g for g in grads if g is not None]):
-            self.w.assign(new_w * self.total / tf.reduce_sum(new_w))
-        return list(grads) + [None] * len(extra)
+def weighting_settings(method: str = "fixed", **fields):
+    """The validated ``strategy.weighting`` settings of ``method`` (its ``Settings`` class)."""
+    return WEIGHTINGS.get(method).Settings(**fields)
 
 
 def make_weighting(cfg, tasks) -> Weighting:
+    """The weighting method ``cfg.method`` (its ``Settings``) for ``tasks``."""
     return WEIGHTINGS.get(cfg.method)(list(tasks), cfg)

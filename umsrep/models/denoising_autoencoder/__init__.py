@@ -1,0 +1,25 @@
+"""``representation.kind: denoising_autoencoder`` — the UMS-Rep convolutional denoising autoencoder
+(unsupervised): 3x3 stride-2 conv + BN + ReLU layers (:mod:`.encoder`), trained to reconstruct clean images from
+noisy ones through the ``denoise`` decoder (:mod:`umsrep.models.heads.denoise`). Its heads are the standard ones.
+
+With the default widths [32, 64, 128, 256] the encoder plus its symmetric denoising decoder has ~786k
+parameters, close to the paper's ~800k.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from umsrep.models import Encoder
+from umsrep.registry import ENCODERS
+from umsrep.settings import EncoderSettings
+
+
+class DenoisingAutoencoderSettings(EncoderSettings):
+    kind: Literal["denoising_autoencoder"] = "denoising_autoencoder"
+    DEFAULT_TRAINING: ClassVar[str] = "denoising"
+    DEFAULT_FILTERS: ClassVar[list] = [32, 64, 128, 256]
+
+
+ENCODERS.register("denoising_autoencoder", Encoder(DenoisingAutoencoderSettings,
+                                                   "umsrep.models.denoising_autoencoder.encoder:build"))

@@ -1,0 +1,18 @@
+"""The denoising autoencoder's encoder: per width a 3x3 stride-2 conv + BN + ReLU (``enc<i>``)."""
+
+from __future__ import annotations
+
+import keras
+
+from umsrep.models.blocks.conv import conv_bn_relu
+from umsrep.models.layers import image_input
+
+
+def build(s, image, name="encoder"):
+    filters = list(s.filters or s.DEFAULT_FILTERS)
+    inputs, x = image_input(image)
+    pyramid = []
+    for i, f in enumerate(filters, start=1):
+        x = conv_bn_relu(x, f, strides=2, kernel=s.kernel_size, name=f"enc{i}")
+        pyramid.append(x)
+    return keras.Model(inputs, pyramid, name=name)

@@ -1,0 +1,58 @@
+"""Early stopping: the best epoch by the monitored value, its weights (restored at the end with
+``restore_best``), and the stop after ``patience`` epochs without an improvement by more than ``min_delta``.
+
+Without ``early_stopping`` in the recipe the best epoch is still tracked (reported), but training never stops
+early and the last weights are kept. The monitored value is :meth:`value`: today the stage's monitored validation
+loss (lower is better); ``mode`` and ``min_epochs`` are there for monitoring a validation metric and for a
+minimum number of epochs before stopping.
+"""
+
+from __future__ import annotations
+
+import math
+
+from umsrep.train.handlers.base import Handler
+
+
+class EarlyStopping(Handler):
+    name = "early_stopping"
+
+    def __init__(self, cfg, mode: str = "min", min_epochs: int = 0):
+        self.cfg = cfg
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.min_epochs = min_epochs
+        self.best, self.since_best, self.best_epoch, self.stopped_early = math.inf, 0, 0, False
+        self.best_weights = None
+
+    def value(self, stage, record) -> float:
+        return stage.monitored()
+
+    def on_epoch_end(self, stage, record):
+        v = self.sign * self.value(stage, record)
+        if v < self.best - (self.cfg.min_delta if self.cfg else 0.0):
+            self.best, self.since_best, self.best_epoch = v, 0, record["epoch"]
+            self.best_weights = stage.trainer.model.get_weights()  # incl. BatchNorm statistics
+        else:
+            self.since_best += 1
+        if self.cfg and self.since_best >= self.cfg.patience and record["epoch"] >= self.min_epochs:
+            self.stopped_early = stage.stop = True
+            stage.log(f"[{stage.name}] early stop at epoch {record['epoch']} (best epoch {self.best_epoch})")
+
+    def on_stage_end(self, stage):
+        if self.cfg and self.cfg.restore_best and self.best_weights is not None:
+            stage.trainer.model.set_weights(self.best_weights)
+
+    def get_state(self):
+        return {"best": None if math.isinf(self.best) else self.best, "since_best": self.since_best,
+                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early}
+
+    def set_state(self, state):
+        self.best = math.inf if state["best"] is None else state["best"]
+        self.since_best, self.best_epoch = int(state["since_best"]), int(state["best_epoch"])
+        self.stopped_early = bool(state["stopped_early"])
+
+    def get_arrays(self):
+        return list(self.best_weights or [])
+
+    def set_arrays(self, arrays):
+        self.best_weights = list(arrays) or None
