@@ -44,7 +44,6 @@ def main():
     try:
         import numpy as np
         import torch
-
         import torch_models as tm
     except ImportError as e:
         reply(error=str(e))
@@ -93,7 +92,6 @@ def runner(kind, data, steps, bs, bf16, channels_last):
     """``steps`` training steps of the PyTorch twin of ``kind`` per call (batches cycling through the pool)."""
     import numpy as np
     import torch
-
     import torch_models as tm
 
     x = data["x"]

@@ -394,7 +394,17 @@ def _bad_splits(c):
 
 case("evaluate-splits-invalid-json", "splits.json: invalid JSON")(_bad_splits)
 case("report-not-a-run", "not a umsrep run directory")(lambda c: ["report", str(c.tmp)])
-case("report-truncated-model", "damaged model file")(lambda c: ["report", str(_damaged(c, "truncated"))])
+# report reads metrics.json and predictions/ only (no model): a damaged prediction file is what can break it
+
+
+def _bad_predictions(c):
+    run = c.copy_run()
+    f = run / "predictions" / "independent" / "test.npz"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    return ["report", str(run)]
+
+
+case("report-truncated-predictions", "test.npz: not a predictions file")(_bad_predictions)
 
 # -- export -----------------------------------------------------------------------------------------------------------
 case("export-out-exists", "exists; choose a new --out or give --overwrite")(

@@ -39,7 +39,7 @@ def _with(path, value):
 _DELETE = object()
 
 BAD = [
-    ("data.split.test", 1.5, "data.split.test: Input should be less than 1"),
+    ("data.split.test", 1.5, "data.split.test: a fraction must be in [0, 1)"),
     ("data.image_size", [64], "data.image_size: expected an integer or [height, width]"),
     ("data.normalization", "max", "data.normalization: Input should be 'none', 'image_mean'"),
     ("data.colour", 3, "data.colour: unknown field"),

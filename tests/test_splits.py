@@ -131,3 +131,103 @@ def test_real_acdc_grouped(real_data):
     patients = [{data.groups[i] for i in s[p]} for p in ("train", "val", "test")]
     assert all(None not in p for p in patients)
     assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
+
+
+# ------------------------------------------------------------------ counts, split files, split seed (recipe level)
+def test_counts_of_samples_and_of_groups():
+    labels = ["a"] * 60 + ["b"] * 40
+    s = split_indices(100, labels=labels, test=20, val=10, seed=1)
+    assert_partition(s, 100)
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == (70, 10, 20)
+    groups = [f"p{i // 4}" for i in range(100)]                       # 25 patients of 4 images
+    s = split_indices(100, labels=labels, groups=groups, test=5, val=3, seed=1)
+    seen = [{groups[i] for i in s[p]} for p in ("train", "val", "test")]
+    assert (len(seen[0]), len(seen[1]), len(seen[2])) == (17, 3, 5)   # counts of groups
+    assert len(s["test"]) == 20
+    with pytest.raises(DataError, match="split: train is empty"):
+        split_indices(10, test=6, val=4)
+
+
+SPLIT_RECIPE = {
+    "name": "t", "modality": "ultrasound", "seed": 1,
+    "data": {"synthetic": {"n": 60, "size": 16, "seed": 2, "per_patient": 1}, "image_size": 16,
+             "split": {"test": 20, "val": 10}},
+    "tasks": {"lesion": {"type": "segmentation", "classes": ["lesion"]},
+              "diagnosis": {"type": "classification", "classes": ["benign", "malignant", "normal"]}}}
+
+
+def _prepared(tmp_path, **data):
+    import copy
+
+    from umsrep.data.prepare import prepare
+    from umsrep.recipe import parse_recipe
+
+    raw = copy.deepcopy(SPLIT_RECIPE)
+    seed = data.pop("seed", None)
+    if seed is not None:
+        raw["seed"] = seed
+    for k, v in data.items():
+        raw["data"].setdefault(k, {}).update(v) if isinstance(v, dict) else raw["data"].__setitem__(k, v)
+    recipe = parse_recipe(raw)
+    rep, tasks, _ = prepare(recipe, tmp_path, log=lambda s: None)
+    return recipe, rep
+
+
+def test_recipe_split_counts_are_exact(tmp_path):
+    _, rep = _prepared(tmp_path)
+    assert {k: len(v) for k, v in rep.split.items()} == {"train": 30, "val": 10, "test": 20}
+    _, rep = _prepared(tmp_path, synthetic={"per_patient": 2}, group_by="patient", split={"test": 6, "val": 3})
+    patients = {s: {rep.data.groups[i] for i in rep.split[s]} for s in ("train", "val", "test")}
+    assert {s: len(p) for s, p in patients.items()} == {"train": 21, "val": 3, "test": 6}
+    assert len(rep.split["test"]) == 12
+
+
+def test_split_seed_is_separate_from_the_training_seed(tmp_path):
+    def test_names(**kw):
+        return _prepared(tmp_path, **kw)[1].names("test")
+
+    assert test_names(seed=1) != test_names(seed=2)
+    assert test_names(seed=1, split={"seed": 7}) == test_names(seed=2, split={"seed": 7})
+    recipe, _ = _prepared(tmp_path, seed=2, split={"seed": 7})
+    assert recipe.split_seed == 7
+
+
+def test_a_split_file_is_reused(tmp_path):
+    from umsrep.data.splits import write_split_file
+
+    _, rep = _prepared(tmp_path, seed=4)
+    f = tmp_path / "split.csv"
+    write_split_file(f, rep.data.files, rep.split)
+    _, again = _prepared(tmp_path, seed=9, split={"file": str(f)})
+    for s in ("train", "val", "test"):
+        assert again.names(s) == rep.names(s)
+    lines = f.read_text().splitlines()
+    (tmp_path / "short.csv").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(DataError, match="short.csv: 1 image.s. of the data set have no row"):
+        _prepared(tmp_path, split={"file": str(tmp_path / "short.csv")})
+    (tmp_path / "bad.csv").write_text(lines[0] + "\n" + lines[1].rsplit(",", 1)[0] + ",holdout\n")
+    with pytest.raises(DataError, match="bad.csv: row 2: split 'holdout'"):
+        _prepared(tmp_path, split={"file": str(tmp_path / "bad.csv")})
+
+
+def test_a_split_file_may_not_split_a_group(tmp_path):
+    from umsrep.data.splits import read_split_file
+
+    f = tmp_path / "s.csv"
+    f.write_text("filename,split\na.png,train\nb.png,test\nc.png,test\n")
+    with pytest.raises(DataError, match="group 'p1' is in both the train and the test split"):
+        read_split_file(f, ["x/a.png", "x/b.png", "x/c.png"], ["a", "b", "c"], ["p1", "p1", "p2"])
+
+
+@pytest.mark.parametrize("bad, msg", [(1.5, "a fraction must be in"), (-3, "a count must be >= 0"),
+                                      ("x", "expected a fraction")])
+def test_split_amounts_are_validated(bad, msg):
+    import copy
+
+    from umsrep.errors import RecipeError
+    from umsrep.recipe import parse_recipe
+
+    raw = copy.deepcopy(SPLIT_RECIPE)
+    raw["data"]["split"] = {"test": bad}
+    with pytest.raises(RecipeError, match=f"data.split.test.*{msg}"):
+        parse_recipe(raw)

@@ -69,3 +69,23 @@ def test_mean_sd_is_the_sample_sd():
     r = mean_sd([1.0, 2.0, 3.0, 4.0])
     assert r["mean"] == 2.5 and r["sd"] == pytest.approx(np.sqrt(5 / 3))   # ddof=1, not sqrt(5/4)
     assert mean_sd([3.0]) == {"mean": 3.0, "sd": 0.0, "values": [3.0]}
+
+
+def test_group_bootstrap_matches_the_spread_of_group_means():
+    """20 patients x 8 images, images of one patient nearly identical: the interval follows the 20 patient means
+    (normal approximation 1.96 SE of their mean), far wider than treating the 160 images as independent."""
+    rng = np.random.default_rng(4)
+    patient_mean = rng.normal(0.8, 0.1, size=20)
+    x = np.repeat(patient_mean, 8) + rng.normal(0, 0.001, size=160)
+    groups = np.repeat([f"p{i}" for i in range(20)], 8)
+    r = bootstrap_ci(x, n_boot=4000, seed=1, groups=groups)
+    se = patient_mean.std(ddof=1) / np.sqrt(20)
+    assert r["groups"] == 20 and r["n"] == 160 and r["mean"] == pytest.approx(x.mean())
+    assert r["low"] == pytest.approx(x.mean() - 1.96 * se, abs=0.25 * se)
+    assert r["high"] == pytest.approx(x.mean() + 1.96 * se, abs=0.25 * se)
+    flat = bootstrap_ci(x, n_boot=4000, seed=1)
+    assert (r["high"] - r["low"]) > 2 * (flat["high"] - flat["low"])
+    assert r == bootstrap_ci(x, n_boot=4000, seed=1, groups=groups)
+    # no groups named: every image its own group, the image-level interval within Monte-Carlo noise
+    own = bootstrap_ci(x, n_boot=4000, seed=1, groups=[None] * 160)
+    assert own["groups"] == 160 and own["low"] == pytest.approx(flat["low"], abs=0.004)

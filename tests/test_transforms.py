@@ -12,8 +12,14 @@ tf = pytest.importorskip("tensorflow")
 from umsrep.data import pipeline  # noqa: E402
 from umsrep.errors import RecipeError  # noqa: E402
 from umsrep.recipe import dump_recipe, parse_recipe  # noqa: E402
-from umsrep.transforms import TRANSFORMS, AugmentConfig, Augmentation, IntensityTransform, SpatialTransform  # noqa
-from umsrep.transforms import augmentation  # noqa: E402
+from umsrep.transforms import (  # noqa
+    TRANSFORMS,
+    Augmentation,
+    AugmentConfig,
+    IntensityTransform,
+    SpatialTransform,
+    augmentation,  # noqa: E402
+)
 
 SPATIAL = [n for n in TRANSFORMS.names() if issubclass(TRANSFORMS.get(n), SpatialTransform)]
 INTENSITY = [n for n in TRANSFORMS.names() if issubclass(TRANSFORMS.get(n), IntensityTransform)]
@@ -176,8 +182,8 @@ def test_denoising_target_is_the_augmented_clean_image():
 
 
 def test_fit_augments_the_training_split_only():
-    from umsrep.train.fit import _stream as fit_stream
     from umsrep.recipe import TrainConfig
+    from umsrep.train.fit import _stream as fit_stream
 
     x = np.stack([_scene(32, s)[0] for s in range(8)])
     y = np.stack([_scene(32, s)[1] for s in range(8)])

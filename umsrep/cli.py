@@ -91,19 +91,34 @@ def _resume_recipe(args):
     return recipe, run
 
 
+def _with_seeds(recipe, text):
+    """``--seeds 0,1,2``: the recipe's ``seeds``, validated like the recipe field."""
+    from umsrep.errors import RecipeError
+    from umsrep.recipe import parse_recipe
+
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RecipeError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+    return parse_recipe({**recipe.model_dump(mode="json"), "seeds": seeds}, "--seeds")
+
+
 def cmd_fit(args) -> int:
     from umsrep.errors import RecipeError
     from umsrep.models.encoder_io import read_preprocessing
     from umsrep.recipe import load_recipe, resolve_paths
 
     if args.resume:
-        if args.out:
-            raise RecipeError("--out cannot be combined with --resume (the run continues in its own folder)")
+        if args.out or args.seeds:
+            raise RecipeError(f"{'--out' if args.out else '--seeds'} cannot be combined with --resume (the run "
+                              f"continues in its own folder with its own recipe)")
         recipe, run = _resume_recipe(args)
     elif args.recipe is None:
         raise RecipeError("fit needs a RECIPE file (or --resume RUN_DIR)")
     else:
         recipe, run = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent), None
+    if args.seeds:
+        recipe = _with_seeds(recipe, args.seeds)
     if recipe.representation.source:  # refuse a mismatching encoder before anything is written
         read_preprocessing(recipe.representation.source, recipe)
     from umsrep.rundir import RunDir
@@ -129,16 +144,31 @@ def cmd_fit(args) -> int:
         raise
     finally:
         run.unlock()
-    (print_cv_summary if "cv" in metrics else print_summary)(metrics)
+    if "cv" in metrics or "seeds" in metrics:
+        print_cv_summary(metrics)
+    else:
+        print_summary(metrics)
     _log(f"done: {run / RunDir.REPORT}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from umsrep.console import print_summary
-    from umsrep.evaluate.runs import evaluate_run
+    from umsrep.errors import RecipeError
 
-    print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model))
+    data_opts = {k: getattr(args, k) for k in ("images", "masks", "labels", "filename_column", "label_column",
+                                                "group_by")}
+    if args.data is None and (args.out or args.overwrite or any(v is not None for v in data_opts.values())):
+        raise RecipeError("--out, --overwrite and the data options go with --data DIR")
+    if args.data is not None and not args.out:
+        raise RecipeError("--data needs --out (the folder for evaluation.json and the report)")
+    from umsrep.console import print_summary
+    from umsrep.evaluate.runs import evaluate_external, evaluate_run
+
+    if args.data is not None:
+        print_summary(evaluate_external(args.run_dir, args.data, args.out, overwrite=args.overwrite,
+                                        options=data_opts, model_name=args.model, log=_log), title="scored")
+    else:
+        print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model))
     return 0
 
 
@@ -295,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(with RECIPE: refuse if it differs from the run's recipe except output/distribute)")
     f.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a recipe field, e.g. --set representation.epochs=2 (repeatable)")
+    f.add_argument("--seeds", metavar="S1,S2,...", help="train once per training seed on one split (the recipe's "
+                   "`seeds`): sub-runs seed<s>/, mean ± SD in the parent's metrics.json")
     f.set_defaults(func=cmd_fit)
 
     v = sub.add_parser("validate", help="check a recipe without training")
@@ -302,9 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     v.set_defaults(func=cmd_validate)
 
-    e = sub.add_parser("evaluate", help="re-evaluate a finished run on its held-out splits")
+    e = sub.add_parser("evaluate", help="re-evaluate a finished run on its held-out splits, or score it on "
+                       "another labelled data set (--data)")
     e.add_argument("run_dir")
     e.add_argument("--model", help="evaluate models/<MODEL>.keras (a compared strategy) instead of model.keras")
+    e.add_argument("--data", metavar="DIR_OR_YAML", help="another labelled data set: a folder of images + masks "
+                   "and/or a labels CSV (the recipe's layout), or a YAML file with a data: section; every image is "
+                   "scored at its own resolution")
+    e.add_argument("--out", help="with --data: folder for evaluation.json, report.md/.html, predictions/")
+    e.add_argument("--overwrite", action="store_true", help="with --data: write into a non-empty --out")
+    for opt in ("images", "masks", "labels", "filename-column", "label-column", "group-by"):
+        e.add_argument(f"--{opt}", help=f"with --data: the {opt.replace('-', ' ')} (default: the run's recipe"
+                       + ("; none for group-by)" if opt == "group-by" else ")"))
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("tune", help="KerasTuner search over recipe fields (the recipe's search section)")

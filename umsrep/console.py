@@ -34,14 +34,17 @@ def print_summary(metrics: dict, title="held-out results") -> None:
     Console().print(table)
 
 
-def print_cv_summary(metrics: dict, title="cross-validation (test folds): mean ± SD") -> None:
+def print_cv_summary(metrics: dict, title=None) -> None:
+    """Mean ± SD table of a cross-validation run (``cv``) or of a run over training seeds (``seeds``)."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title)
+    key = "cv" if "cv" in metrics else "seeds"
+    table = Table(title=title or ("cross-validation (test folds): mean ± SD" if key == "cv"
+                                  else "training seeds (test split): mean ± SD"))
     for col in ("approach", "task", "metrics", "time (s)"):
         table.add_column(col)
-    for a, v in metrics["cv"]["approaches"].items():
+    for a, v in metrics[key]["approaches"].items():
         for task, m in v["tasks"].items():
             keys = [k for k in HEADLINE["segmentation"] + HEADLINE["classification"] if k in m]
             table.add_row(a, task, ", ".join(f"{k} {m[k]['mean']:.3f}±{m[k]['sd']:.3f}" for k in keys),

@@ -4,8 +4,9 @@ Inputs are files or folders (PNG/JPEG/BMP/TIFF/DICOM), preprocessed exactly as i
 size and channels; normalization is inside the model). All inputs are read before anything is written, so an
 unreadable file stops the command with one line naming it and nothing half-done is left behind.
 
-Writes ``<out>/masks/<image>_<task>.png`` per segmentation task (binary: 0/255; multi-class: class id per
-pixel, 0 = background), ``<out>/overlays/<image>.png`` (the masks in colour over the image),
+Writes ``<out>/masks/<image>_<task>.png`` per segmentation task at the input image's own size (the predicted
+label map resized with nearest-neighbour; binary: 0/255; multi-class: class id per pixel, 0 = background),
+``<out>/overlays/<image>.png`` (the masks in colour over the image, at the model's size),
 ``<out>/denoised/<image>.png`` when the model has a denoising output, and ``<out>/predictions.csv`` +
 ``predictions.json`` with predicted classes, probabilities, the recipe's derived decisions (true/false) and its
 measurements (``<name>_px`` / ``<name>_mm`` / ``<name>_deg``, ``<name>_note`` when not measurable; in pixels of
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from umsrep.data.readers import IMAGE_EXTENSIONS, read_image, resize_image
+from umsrep.data.readers import IMAGE_EXTENSIONS, read_image, resize_image, resize_mask
 from umsrep.errors import DataError, RunDirError
 from umsrep.io import load_keras, path_text, write_bytes, write_json, write_text
 
@@ -93,7 +94,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> 
     from umsrep.console import progress
     from umsrep.data import pipeline
     from umsrep.derive.rules import decide
-    from umsrep.evaluate.evaluate import head_values, predict_labels
+    from umsrep.evaluate.scores import head_values, predict_labels
     from umsrep.recipe import load_recipe
     from umsrep.rundir import RunDir
 
@@ -124,7 +125,8 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> 
             else:
                 pred = labels[name][i]
                 masks.append(pred)
-                img = (pred * 255).astype(np.uint8) if len(t["classes"]) == 1 else pred.astype(np.uint8)
+                full = resize_mask(pred.astype(np.uint8), tuple(int(v) for v in sizes[i]))  # input size, nearest
+                img = full * 255 if len(t["classes"]) == 1 else full
                 path = out / "masks" / f"{stems[i]}_{name}.png"
                 write_bytes(path, _png(img))
                 row[f"{name}_mask"] = path_text(path)

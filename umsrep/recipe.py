@@ -49,13 +49,30 @@ from umsrep.transforms.config import AugmentConfig
 
 
 class SplitConfig(Strict):
-    test: float = Field(0.2, ge=0.0, lt=1.0, description="fraction of samples (groups) held out for testing")
-    val: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the rest used for validation")
+    test: Union[int, float] = Field(0.2, description="held out for testing: a fraction (0.2) or a count (20) of "
+                                                     "images, of groups (patients) when group_by is set")
+    val: Union[int, float] = Field(0.1, description="used for validation: a fraction of all images (groups) or a "
+                                                    "count")
     folds: Optional[int] = Field(None, ge=2, description="k-fold cross-validation: each fold is the test split "
                                                          "once (overrides `test`); results as mean ± SD")
     fold: Optional[int] = Field(None, ge=0, description="k-fold: run only this fold (default: every fold)")
     train_fraction: float = Field(1.0, gt=0, le=1, description="keep this fraction of the train split (stratified; "
                                                                "val and test unchanged): labelled-data curves")
+    seed: Optional[int] = Field(None, description="seed of the split (default: the recipe's seed); fix it to "
+                                                  "train several seeds on one split")
+    file: Optional[str] = Field(None, description="CSV with columns filename,split (train/val/test) giving every "
+                                                  "image's split, e.g. a run's split.csv; replaces test/val/seed")
+
+    @field_validator("test", "val", mode="before")
+    @classmethod
+    def _amount(cls, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("expected a fraction in [0, 1) or a whole count")
+        if isinstance(v, float) and not 0 <= v < 1:
+            raise ValueError("a fraction must be in [0, 1) (write a whole number for a count)")
+        if isinstance(v, int) and v < 0:
+            raise ValueError("a count must be >= 0")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -67,6 +84,8 @@ class SplitConfig(Strict):
 
     @model_validator(mode="after")
     def _fold_in_range(self):
+        if self.file is not None and (self.folds is not None or self.train_fraction < 1):
+            raise ValueError("file gives the split; it cannot be combined with folds or train_fraction")
         if self.fold is not None and self.folds is None:
             raise ValueError("fold needs folds (the number of folds)")
         if self.folds is not None and self.fold is not None and self.fold >= self.folds:
@@ -523,6 +542,8 @@ class SearchConfig(Strict):
 class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
+    seeds: Optional[List[int]] = Field(None, min_length=1, description="train the recipe once per training seed "
+                                       "on one split (sub-runs seed<s>/): mean, SD and per-seed values")
     modality: str = Field(min_length=1, description="e.g. ultrasound, cxr, cmr, doppler")
     data: DataConfig
     representation: RepresentationConfig = Field(default_factory=_default_representation)
@@ -594,6 +615,11 @@ class Recipe(Strict):
         self.derive_measurements()
         if self.patient is not None:
             self.patient.feature_specs(self.tasks)
+        if self.seeds is not None:
+            if len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds: each seed once, got {self.seeds}")
+            if self.data.split.folds is not None:
+                raise ValueError("seeds: repeated seeds run on one split; not combined with data.split.folds")
         no_scaling = [k for k in [st.kind, *st.compare] if not STRATEGIES.get(k).supports_mixed_float16]
         if self.precision == "mixed_float16" and no_scaling:
             raise ValueError(f"precision: mixed_float16 needs loss scaling, which the {no_scaling[0]} strategy's "
@@ -614,6 +640,11 @@ class Recipe(Strict):
             head = _resolve_task_head(name, t, encoder_kind)
             if head is not t.head:
                 t.head = head
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the train/val/test split: ``data.split.seed``, else the recipe's ``seed``."""
+        return self.seed if self.data.split.seed is None else self.data.split.seed
 
     def derive_rules(self) -> dict:
         """``{decision: parsed rule}`` in evaluation order (a decision after those it uses; the order in the recipe
@@ -834,11 +865,15 @@ def load_recipe(path, overrides: Optional[List[str]] = None) -> Recipe:
 
 
 def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
-    """Make relative data roots relative to ``base`` (the folder the recipe file is in, or the CWD)."""
+    """Make relative data roots and split files relative to ``base`` (the folder the recipe file is in, or the
+    CWD)."""
     r = recipe.model_copy(deep=True)
     if r.data.root is not None and not os.path.isabs(r.data.root):
         candidate = (Path.cwd() / r.data.root)
         r.data.root = str(candidate if candidate.exists() else (base / r.data.root))
+    if r.data.split.file is not None and not os.path.isabs(r.data.split.file):
+        candidate = (Path.cwd() / r.data.split.file)
+        r.data.split.file = str(candidate if candidate.exists() else (base / r.data.split.file))
     return r
 
 

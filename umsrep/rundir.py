@@ -14,7 +14,7 @@ from umsrep.io import path_text, read_text, write_json, write_text
 class RunDir:
     RECIPE, RUN, SPLITS, METRICS, REPORT = "recipe.yaml", "run.json", "splits.json", "metrics.json", "report.md"
     MODEL, ENCODER_DIR, LOGS, CHECKPOINTS = "model.keras", "encoder", "logs", "checkpoints"
-    HTML, LOCK = "report.html", ".umsrep.lock"
+    HTML, LOCK, SPLIT_FILE = "report.html", ".umsrep.lock", "split.csv"
 
     def __init__(self, path):
         self.path = Path(path)
@@ -162,9 +162,14 @@ class RunDir:
         """The trained model's path, or a one-line error saying why there is none."""
         if self.model_path.is_file():
             return self.model_path
-        if (self.path / self.RUN).is_file() and self.read_json(self.RUN).get("kind") == "cross_validation":
+        kind = self.read_json(self.RUN).get("kind") if (self.path / self.RUN).is_file() else None
+        if kind == "cross_validation":
             raise RunDirError(f"{self.path}: a cross-validation run has one model per fold; give a fold folder "
                               f"({self.path / 'fold0'}, ...)")
+        if kind == "seeds":
+            seed = self.read_json(self.RUN).get("seeds", [0])[0]
+            raise RunDirError(f"{self.path}: a run over several training seeds has one model per seed; give a seed "
+                              f"folder ({self.path / f'seed{seed}'}, ...)")
         raise RunDirError(f"{self.model_path}: missing (the run did not finish training)")
 
     @property

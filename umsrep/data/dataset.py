@@ -45,6 +45,7 @@ class LoadedData:
     groups: list  # value of the group_by column, None if no group_by
     skipped: list = field(default_factory=list)  # list[Skipped]
     sizes: np.ndarray | None = None  # (N, 2) original (height, width) of each image, before resizing
+    mask_files: list = field(default_factory=list)  # mask path per image, None without a mask
 
     def subset(self, idx) -> "LoadedData":
         """Rows ``idx`` (integer indices or a boolean mask) of every per-sample field; ``skipped`` is kept as is."""
@@ -65,6 +66,7 @@ class LoadedData:
             groups=[self.groups[i] for i in rows],
             skipped=list(self.skipped),
             sizes=None if self.sizes is None else self.sizes[idx],
+            mask_files=[self.mask_files[i] for i in rows] if self.mask_files else [],
         )
 
     def __len__(self) -> int:
@@ -229,6 +231,7 @@ def load_dataset(
     mask_arr = np.full((n, height, width), -1, np.int32) if mask_dir is not None else None
     has_mask = np.zeros(n, bool)
     sizes = np.zeros((n, 2), np.int64)
+    mask_paths: list = [None] * n
 
     def work(i: int):
         stem, ipath = samples[i]
@@ -250,6 +253,7 @@ def load_dataset(
                 )
             mask_arr[i] = resize_mask(mask, (height, width)).astype(np.int32)
             has_mask[i] = True
+            mask_paths[i] = str(mpath)
         img_arr[i] = resize_image(img, (height, width))
         sizes[i] = img.shape[:2]
         return None
@@ -289,6 +293,7 @@ def load_dataset(
         groups=[label_of[stem][2] if group_by is not None and stem in label_of else None for stem, _ in kept],
         skipped=bad.items,
         sizes=sizes,
+        mask_files=[mask_paths[i] for i in idx],
     )
 
 

@@ -15,7 +15,7 @@ from typing import Dict, List
 import numpy as np
 
 from umsrep.data.dataset import LoadedData, Skipped, load_dataset
-from umsrep.data.splits import check_classes_present, split_indices
+from umsrep.data.splits import check_classes_present, read_split_file, split_indices
 from umsrep.errors import DataError
 from umsrep.recipe import DataConfig, Recipe
 
@@ -80,12 +80,17 @@ def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
                         channels=cfg.channels, filename_column=cfg.filename_column, label_column=cfg.label_column,
                         group_by=cfg.group_by, on_bad_file=cfg.on_bad_file)
     has_labels = any(lab is not None for lab in data.labels)
-    split = split_indices(len(data), labels=data.labels if has_labels else None,
-                          groups=data.groups if cfg.group_by else None, test=cfg.split.test, val=cfg.split.val,
-                          seed=seed, folds=cfg.split.folds, fold=cfg.split.fold or 0,
-                          train_fraction=cfg.split.train_fraction)
+    if cfg.split.file is not None:
+        split = read_split_file(cfg.split.file, data.files, data.names, data.groups if cfg.group_by else None)
+    else:
+        split = split_indices(len(data), labels=data.labels if has_labels else None,
+                              groups=data.groups if cfg.group_by else None, test=cfg.split.test, val=cfg.split.val,
+                              seed=seed if cfg.split.seed is None else cfg.split.seed, folds=cfg.split.folds,
+                              fold=cfg.split.fold or 0, train_fraction=cfg.split.train_fraction)
+    unit = f", split by {cfg.group_by}" if cfg.group_by else ""
+    how = f"from {cfg.split.file}" if cfg.split.file else f"seed {seed if cfg.split.seed is None else cfg.split.seed}"
     log(f"data {root}: {len(data)} images (train {len(split['train'])}, val {len(split['val'])}, "
-        f"test {len(split['test'])}), {len(data.skipped)} skipped")
+        f"test {len(split['test'])}; split {how}{unit}), {len(data.skipped)} skipped")
     return Source(_key(cfg), cfg, data, split)
 
 
@@ -100,7 +105,9 @@ def segmentation_targets(masks: np.ndarray, classes, mask_classes) -> np.ndarray
     return out
 
 
-def task_data(name, task, source: Source) -> TaskData:
+def task_data(name, task, source: Source, held_out_only=False) -> TaskData:
+    """A task's targets on ``source``; ``held_out_only``: a data set only scored (``umsrep evaluate --data``), so
+    no training split is required."""
     data, cfg = source.data, source.config
     n = len(data)
     skipped: List[Skipped] = []
@@ -131,6 +138,8 @@ def task_data(name, task, source: Source) -> TaskData:
             usable[i] = True
             targets[i] = ids[lab]
     index = {s: source.split[s][usable[source.split[s]]] for s in SPLITS}
+    if held_out_only:
+        return TaskData(name, task.type, list(task.classes), source, index, targets, skipped, excluded)
     for s in ("train", "test"):
         if len(index[s]) == 0:
             raise DataError(f"{cfg.root}: task {name!r} has no labelled sample in the {s} split")

@@ -21,7 +21,7 @@ from sklearn.model_selection import (
 
 from umsrep.errors import DataError
 
-__all__ = ["split_indices", "check_classes_present"]
+__all__ = ["split_indices", "check_classes_present", "read_split_file", "write_split_file"]
 
 
 def _codes(values) -> np.ndarray:
@@ -53,6 +53,13 @@ def _count(frac: float, total: int) -> int:
     if frac <= 0:
         return 0
     return max(1, int(math.floor(frac * total + 0.5)))
+
+
+def _amount(v, total: int) -> int:
+    """Units for ``v``: a whole count as given, a fraction of ``total`` as in :func:`_count`."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return int(v)
+    return _count(float(v), total)
 
 
 def _take(units: np.ndarray, strata: np.ndarray | None, n_take: int, seed: int):
@@ -108,8 +115,9 @@ def split_indices(
 ) -> dict[str, np.ndarray]:
     """Split ``range(n)`` into sorted index arrays ``{"train", "val", "test"}``.
 
-    Fractions are of samples, or of groups when ``groups`` is given. With ``folds=k`` the test split is fold ``fold``
-    of a k-fold split and val is the fraction ``val`` of the remaining units. ``train_fraction`` < 1 keeps that
+    ``test`` and ``val`` are fractions (float) or counts (int) of samples, or of groups when ``groups`` is given.
+    With ``folds=k`` the test split is fold ``fold`` of a k-fold split and val is the fraction (or count) ``val``
+    of the remaining units. ``train_fraction`` < 1 keeps that
     fraction of the train units (stratified, at least one), val and test unchanged: labelled-data curves.
     """
     n = int(n)
@@ -119,8 +127,9 @@ def split_indices(
         raise ValueError(f"labels has {len(labels)} entries, expected n={n}")
     if groups is not None and len(groups) != n:
         raise ValueError(f"groups has {len(groups)} entries, expected n={n}")
-    if not 0 <= val < 1:
-        raise ValueError(f"val must be in [0, 1), got {val}")
+    for name, v in (("test", test), ("val", val)):
+        if isinstance(v, float) and not 0 <= v < 1 or not isinstance(v, float) and v < 0:
+            raise ValueError(f"{name} must be a fraction in [0, 1) or a count >= 0, got {v}")
     seed = int(seed)
 
     unit, n_units = _units(n, groups)
@@ -134,9 +143,7 @@ def split_indices(
     where = f"n={n}" + (f", groups={n_units}" if groups is not None else "")
 
     if folds is None:
-        if not 0 <= test < 1:
-            raise ValueError(f"test must be in [0, 1), got {test}")
-        n_test, n_val = _count(test, n_units), _count(val, n_units)
+        n_test, n_val = _amount(test, n_units), _amount(val, n_units)
         if n_test == 0:
             raise DataError(f"split: test is empty ({where}, test={test})")
         if n_units - n_test - n_val < 1:
@@ -153,7 +160,7 @@ def split_indices(
             raise DataError(f"split: test is empty ({where}, test=fold {fold} of {k})")
         test_u = np.unique(unit[tests[fold]])
         rest = np.setdiff1d(all_units, test_u)
-        n_val = _count(val, len(rest))
+        n_val = _amount(val, len(rest))
         if len(rest) - n_val < 1:
             raise DataError(f"split: train is empty ({where}, test=fold {fold} of {k}, val={val})")
 
@@ -184,3 +191,69 @@ def check_classes_present(split_labels, classes, where: str) -> None:
     if missing:
         names = ", ".join(f"'{c}'" for c in missing)
         raise DataError(f"classes {names} have no sample in {where}")
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def read_split_file(path, files, names, groups=None) -> dict[str, np.ndarray]:
+    """``{"train", "val", "test"}`` index arrays from a CSV with columns ``filename,split``.
+
+    A row names an image by file name (or stem, as the labels CSV does); every image of the data set must have a
+    row (rows of images not in the data set, e.g. skipped files, are ignored). With ``groups`` a group (patient)
+    found in two splits is refused."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            table = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise DataError(f"{path}: split file not found (data.split.file)") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read split file ({type(e).__name__}: {e})") from None
+    if not table or not {"filename", "split"} <= set(table[0]):
+        raise DataError(f"{path}: a split file needs the columns filename,split")
+    by_name = {Path(f).name: i for i, f in enumerate(files)}
+    by_stem = {n: i for i, n in enumerate(names)}
+    which = np.full(len(files), -1)
+    for row_no, row in enumerate(table, start=2):
+        base = Path(str(row["filename"]).strip().replace("\\", "/")).name
+        i = by_name.get(base)
+        if i is None:
+            i = by_stem.get(base, by_stem.get(Path(base).stem))
+        split = str(row["split"]).strip()
+        if split not in SPLIT_NAMES:
+            raise DataError(f"{path}: row {row_no}: split {split!r} is not one of {', '.join(SPLIT_NAMES)}")
+        if i is not None:
+            which[i] = SPLIT_NAMES.index(split)
+    missing = np.flatnonzero(which < 0)
+    if len(missing):
+        raise DataError(f"{path}: {len(missing)} image(s) of the data set have no row, e.g. {files[missing[0]]}")
+    out = {s: np.flatnonzero(which == k).astype(np.int64) for k, s in enumerate(SPLIT_NAMES)}
+    if len(out["test"]) == 0 or len(out["train"]) == 0:
+        raise DataError(f"{path}: the {'test' if len(out['test']) == 0 else 'train'} split is empty")
+    if groups is not None:
+        seen: dict = {}
+        for i, g in enumerate(groups):
+            if g is not None and seen.setdefault(g, which[i]) != which[i]:
+                raise DataError(f"{path}: group {g!r} is in both the {SPLIT_NAMES[seen[g]]} and the "
+                                f"{SPLIT_NAMES[which[i]]} split")
+    return out
+
+
+def write_split_file(path, files, split: dict) -> None:
+    """The CSV :func:`read_split_file` reads (file names, one row per image, in data set order)."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from umsrep.io import write_text
+
+    of = {int(i): s for s in SPLIT_NAMES for i in split[s]}
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["filename", "split"])
+    writer.writerows([Path(f).name, of[i]] for i, f in enumerate(files) if i in of)
+    write_text(path, buf.getvalue())

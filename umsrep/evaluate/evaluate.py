@@ -1,55 +1,38 @@
-"""Evaluate a trained multi-head model on the held-out splits: one function for ``fit`` and ``evaluate``.
+"""Evaluate a trained multi-head model: predict each split once, write the predictions, score the files.
 
-Heads are found by name (``head_<task>``, ``encoder``), never by index, so a reloaded ``model.keras`` works
-the same as the model in memory. Predictions are float32; metrics come from :mod:`umsrep.evaluate.metrics`.
+:func:`evaluate_model` is the only evaluation step that runs a model. Per split it runs the model once over the
+split's images (all heads of a data set in one pass), the denoising output once per noise level, Grad-CAM once
+per classification head, and writes everything later steps read to ``<folder>/<split>.npz``
+(:mod:`umsrep.evaluate.predictions`); the metrics then come from those files (:mod:`umsrep.evaluate.scores`).
+Heads are found by name (``head_<task>``, ``encoder``), never by index, so a reloaded ``model.keras`` works the
+same as the model in memory. Predictions are float32.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from umsrep.data import pipeline
 from umsrep.data.noise import apply_noise, noise_levels
-from umsrep.derive.rules import HeadValues, decide, heads_of
-from umsrep.evaluate.metrics import classification_metrics, denoising_metrics, dice_per_image, segmentation_metrics
-from umsrep.evaluate.stats import bootstrap_ci
-from umsrep.models.pyramid import attach_one
+from umsrep.evaluate.metrics import image_quality
+from umsrep.evaluate.predictions import read_folder, to_uint8, write_split
+from umsrep.evaluate.scores import (  # noqa: F401  (re-exported: the label helpers' old home)
+    head_values,
+    label_fractions,
+    per_image_outcome,
+    predict_labels,
+    score_predictions,
+    task_predictions,
+)
+from umsrep.models.pyramid import attach, attach_one
 
 EVAL_SPLITS = ("val", "test")
-
-
-def task_predictions(probs, task_type, threshold=0.5):
-    """Head output -> predicted labels (class ids, or label maps with 0 = background)."""
-    probs = np.asarray(probs, np.float32)
-    if task_type == "classification":
-        return probs.argmax(-1)
-    if probs.shape[-1] == 1:
-        return (probs[..., 0] >= threshold).astype(np.int32)
-    return probs.argmax(-1).astype(np.int32)
-
-
-def predict_labels(probs, task, images=None):
-    """A task's predicted labels from its head output, with the task's ``postprocess`` (segmentation: dense CRF
-    on the probabilities — needs ``images`` in [0, 1] — then threshold / argmax, then mask cleaning)."""
-    pp = getattr(task, "postprocess", None)
-    if task.type != "segmentation" or pp is None:
-        return task_predictions(probs, task.type, task.threshold)
-    probs = np.asarray(probs, np.float32)
-    if pp.crf is not None:
-        if images is None:
-            raise ValueError("the CRF needs the images")
-        from umsrep.postprocess.crf import refine_batch
-
-        probs = refine_batch(probs, np.asarray(images, np.float32), **pp.crf.model_dump())
-    pred = task_predictions(probs, task.type, task.threshold)
-    if pp.min_size or pp.opening_radius:
-        from umsrep.postprocess.ultrasound import clean_label_map
-
-        pred = np.stack([clean_label_map(m, min_size=pp.min_size, radius=pp.opening_radius) for m in pred])
-    return pred
+EXAMPLES = 6      # segmentation figure: images with the largest true masks and some from the middle
+DENOISE_EXAMPLES = 3
 
 
 def _task_model(model, name):
@@ -58,191 +41,170 @@ def _task_model(model, name):
     return attach_one(model.get_layer("encoder"), model.get_layer(f"head_{name}"))
 
 
-def per_image_outcome(y, pred, task_type, n_classes):
-    """Per test image: 1/0 correctness (classification) or Dice (segmentation) — what CIs and paired tests use."""
-    if task_type == "classification":
-        return (np.asarray(pred) == np.asarray(y)).astype(np.float64)
-    return dice_per_image(y, pred, n_classes)
+def _run(model_fn, x, batch_size):
+    fn = tf.function(lambda b: model_fn(b, training=False), reduce_retracing=True)
+    return pipeline.predict(fn, x, batch_size)
 
 
-def evaluate_model(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_size=16, log=print,
+def head_outputs(model, names, x, batch_size=16) -> dict:
+    """``{task: float32 output}`` of the heads ``names`` over ``x``; one pass through a shared encoder."""
+    if isinstance(model, dict):
+        return {n: np.asarray(_run(model[n], x, batch_size), np.float32) for n in names}
+    sub = attach(model.get_layer("encoder"), {n: model.get_layer(f"head_{n}") for n in names}, name="eval")
+    out = _run(sub, x, batch_size)
+    return {n: np.asarray(out[n], np.float32) for n in names}
+
+
+def evaluate_model(model, recipe, tasks, rep_source, folder, splits=EVAL_SPLITS, batch_size=16, log=print,
                    outcomes=None) -> dict:
-    """Metrics per task and split, with a bootstrap 95% CI of accuracy (classification) or Dice (segmentation).
+    """Predict ``splits`` into ``folder`` (``<split>.npz``) and score them: the metrics.json sections.
 
     ``model`` is the multi-head model or a dict ``{task: model}``; ``outcomes``, when given, is filled with
     ``{task: {split: per-image outcome}}`` for paired comparisons between models.
     """
-    out = {"tasks": {}}
-    for name, td in tasks.items():
-        t = recipe.tasks[name]
-        sub = _task_model(model, name)
-        fn = tf.function(lambda x: sub(x, training=False), reduce_retracing=True)
-        res = {}
-        for split in splits:
-            x, y = td.arrays(split)
-            if len(x) == 0:
-                continue
-            t0 = time.perf_counter()
-            probs = pipeline.predict(fn, x, batch_size)
-            pred = predict_labels(probs, t, x)
-            if t.type == "classification":
-                m = classification_metrics(y, probs, t.classes)
-            else:
-                m = segmentation_metrics(y, pred, t.classes)
-                if t.postprocess is not None:  # the same probabilities without it: the post-processing's effect
-                    raw = segmentation_metrics(y, task_predictions(probs, t.type, t.threshold), t.classes)
-                    m["without_postprocess"] = {k: raw[k] for k in ("dice", "iou", "pixel_accuracy")}
-            per = per_image_outcome(y, pred, t.type, len(t.classes))
-            ci = bootstrap_ci(per, seed=recipe.seed)
-            m["accuracy_ci95" if t.type == "classification" else "dice_ci95"] = [ci["low"], ci["high"]]
-            if outcomes is not None:
-                outcomes.setdefault(name, {})[split] = per
-            m["predict_time_s"] = round(time.perf_counter() - t0, 3)
-            res[split] = m
-        out["tasks"][name] = {"type": t.type, "classes": list(t.classes), **res}
-        if "test" in res:
-            key = "accuracy" if t.type == "classification" else "dice"
-            log(f"test {name}: {key} {res['test'][key]:.4f} (n={res['test']['n']})")
-    if not isinstance(model, dict) and any(layer.name == "head_denoise" for layer in model.layers):
-        out["tasks"]["denoise"] = evaluate_denoising(model, recipe, rep_source, splits, batch_size, log)
-    if recipe.derive_rules():
-        out["derive"] = evaluate_derived(model, recipe, tasks, rep_source, splits, batch_size, log)
+    folder = Path(folder)
+    for split in splits:
+        write_split(folder / f"{split}.npz", predict_split(model, recipe, tasks, rep_source, split, batch_size))
+    out = score_predictions(read_folder(folder, splits), recipe, log=log, outcomes=outcomes)
     if recipe.derive_measurements() or recipe.patient is not None:  # umsrep/evaluate/measurements.py
+        # still computed with the model (they need each image's size, spacing and the labels table, which the
+        # prediction files do not carry yet)
         from umsrep.evaluate.measurements import evaluate_measurements, evaluate_patients
 
         if recipe.derive_measurements():
             out["measurements"] = evaluate_measurements(model, recipe, tasks, splits, batch_size, log)
         if recipe.patient is not None:
             out["patient"] = evaluate_patients(model, recipe, tasks, batch_size, log)
+    return out
+
+
+def predict_split(model, recipe, tasks, rep_source, split, batch_size=16) -> dict:
+    """Everything the scores and the report need from the model on one split (see predictions.py)."""
+    t0 = time.perf_counter()
+    arrays = {"rep_source": np.array(rep_source.key)}
+    sources = {}
+    for name, td in tasks.items():
+        sources.setdefault(td.source.key, (td.source, []))[1].append(name)
+    for src, names in sources.values():
+        idx = src.split[split]
+        x = src.data.images[idx]
+        outs = head_outputs(model, names, x, batch_size) if len(idx) else {}
+        for name in names:
+            arrays.update(task_arrays(name, recipe.tasks[name], tasks[name], split, x, outs.get(name)))
     if not isinstance(model, dict):
-        loc = gradcam_localization(model, recipe, tasks, batch_size=batch_size)
-        if loc:
-            out["explain"] = loc
-            for task, v in loc.items():
-                txt = ", ".join(f"{c} {r['cam_mass_in_mask']:.3f} vs area {r['mask_area_fraction']:.3f}"
-                                for c, r in v["classes"].items())
-                log(f"test Grad-CAM mass inside the {v['mask_task']} mask ({task}, true class): {txt}")
-    return out
+        if split == "test":
+            arrays.update(gradcam_arrays(model, recipe, tasks, arrays, batch_size))
+        if any(layer.name == "head_denoise" for layer in model.layers):
+            arrays.update(denoise_arrays(model, recipe, rep_source, split, batch_size,
+                                         DENOISE_EXAMPLES if split == "test" else 0))
+    arrays["predict_time_s"] = np.array(time.perf_counter() - t0)
+    return arrays
 
 
-def head_values(probs, task, images=None, labels=None) -> HeadValues:
-    """A head's outputs over n images in the form derived rules read (:class:`umsrep.derive.rules.HeadValues`);
-    ``labels``: a segmentation head's :func:`predict_labels`, when the caller already has them."""
+def task_arrays(name, task, td, split, x, probs, examples=EXAMPLES) -> dict:
+    """One task's rows: ids, truth, predictions (and segmentation figure examples on the test split)."""
+    src = td.source
+    idx = src.split[split]
+    has = np.isin(idx, td.index[split])
+    a = {f"{name}.names": np.array([src.data.names[i] for i in idx], dtype=str),
+         f"{name}.files": np.array([src.data.files[i] for i in idx], dtype=str),
+         f"{name}.source": np.array(src.key), f"{name}.has_truth": has}
+    if src.config.group_by:
+        a[f"{name}.groups"] = np.array(["" if src.data.groups[i] is None else str(src.data.groups[i])
+                                        for i in idx], dtype=str)
     if task.type == "classification":
-        return HeadValues(list(task.classes), probs=np.asarray(probs, np.float64))
-    return label_fractions(predict_labels(probs, task, images) if labels is None else labels, task.classes)
+        a[f"{name}.truth"] = np.where(has, td.targets[idx], -1).astype(np.int16)
+        a[f"{name}.probs"] = np.zeros((0, len(task.classes)), np.float32) if probs is None else probs
+        return a
+    truth = td.targets[idx]
+    if truth.size and truth.max() > 255:
+        raise ValueError(f"task {name!r}: label ids above 255 do not fit the uint8 prediction files")
+    a[f"{name}.truth"] = truth.astype(np.uint8)
+    if probs is None:
+        a[f"{name}.labels"] = np.zeros(truth.shape, np.uint8)
+        return a
+    labels = predict_labels(probs, task, x).astype(np.uint8)
+    a[f"{name}.labels"] = labels
+    if task.postprocess is not None:
+        a[f"{name}.labels_raw"] = task_predictions(probs, task.type, task.threshold).astype(np.uint8)
+    if split == "test":
+        lab = np.flatnonzero(has)
+        order = lab[np.argsort([-(truth[i] > 0).sum() for i in lab], kind="stable")]
+        mid = len(order) // 2
+        pick = np.concatenate([order[: examples // 2], order[mid: mid + examples - examples // 2]])[:examples]
+        a.update({f"{name}.ex_images": to_uint8(x[pick]), f"{name}.ex_truth": truth[pick].astype(np.uint8),
+                  f"{name}.ex_labels": labels[pick]})
+    return a
 
 
-def label_fractions(label_maps, classes) -> HeadValues:
-    maps = np.asarray(label_maps)
-    return HeadValues(list(classes), fractions=np.stack([(maps == c).mean(axis=(1, 2))
-                                                         for c in range(len(classes) + 1)], axis=1))
-
-
-def evaluate_derived(model, recipe, tasks, rep_source, splits=EVAL_SPLITS, batch_size=16, log=print) -> dict:
-    """Every ``derive`` decision on the representation data set's splits: how often it fires, and — on images
-    where every head it reads has ground truth — its agreement with the same rule applied to the true labels
-    and masks (accuracy, sensitivity, specificity, confusion counts)."""
-    rules = recipe.derive_rules()
-    used = sorted(set().union(*(heads_of(r) for r in rules.values())) & set(recipe.tasks))
-    other = [n for n in used if tasks[n].source is not rep_source]
-    if other:
-        log(f"derived decisions not evaluated: task(s) {other} use another data set than the representation")
-        return {"skipped": f"tasks {other} use another data set"}
-    out = {name: {"rule": recipe.derive[name].rule} for name in rules}
-    for split in splits:
-        idx = rep_source.split[split]
-        if len(idx) == 0:
-            continue
-        x = rep_source.data.images[idx]
-        values, truth, known = {}, {}, np.ones(len(idx), bool)
-        for name in used:
-            t, td = recipe.tasks[name], tasks[name]
-            sub = _task_model(model, name)
-            probs = pipeline.predict(tf.function(lambda b: sub(b, training=False), reduce_retracing=True), x,
-                                     batch_size)
-            values[name] = head_values(probs, t, x)
-            known &= np.isin(idx, td.index[split])
-            y = td.targets[idx]
-            if t.type == "classification":
-                truth[name] = HeadValues(list(t.classes), probs=np.eye(len(t.classes))[np.clip(y, 0, None)])
-            else:
-                truth[name] = label_fractions(y, t.classes)
-        pred = decide(rules, values)
-        true = decide(rules, truth)
-        for name in rules:
-            p, g = pred[name], true[name]
-            m = {"n": int(len(idx)), "positive_rate": float(p.mean()), "n_with_truth": int(known.sum())}
-            if known.any():
-                pk, gk = p[known], g[known]
-                tp, fp = int(np.sum(pk & gk)), int(np.sum(pk & ~gk))
-                tn, fn = int(np.sum(~pk & ~gk)), int(np.sum(~pk & gk))
-                m.update({"accuracy": float((pk == gk).mean()), "true_positive_rate": float(gk.mean()),
-                          "sensitivity": tp / (tp + fn) if tp + fn else None,
-                          "specificity": tn / (tn + fp) if tn + fp else None,
-                          "tp": tp, "fp": fp, "tn": tn, "fn": fn})
-            out[name][split] = m
-    for name, v in out.items():
-        if "test" in v and v["test"].get("accuracy") is not None:
-            log(f"test decision {name}: fires on {v['test']['positive_rate']:.3f} of images, accuracy "
-                f"{v['test']['accuracy']:.4f} vs the rule on the true labels (n={v['test']['n_with_truth']})")
-    return out
-
-
-def gradcam_localization(model, recipe, tasks, split="test", batch_size=16) -> dict:
-    """For each classification task whose images have masks of a segmentation task (same data set): per true
-    class, the mean fraction of Grad-CAM mass (for the true class, default layer) inside the mask vs the mean
-    fraction of the image the mask covers — > area means the heat map concentrates on the annotated region."""
+def gradcam_arrays(model, recipe, tasks, arrays, batch_size=16, examples=EXAMPLES) -> dict:
+    """Grad-CAM of each classification head for the true class, computed once on the test split: the mass
+    inside the mask of a segmentation task on the same images (the localisation metric), and the maps of a few
+    images per class for the report's figures."""
     from umsrep.explain.gradcam import GradCam, mass_inside
 
     out = {}
+    per_class = max(1, min(4, examples // 2))
     for cname, ctd in tasks.items():
-        if recipe.tasks[cname].type != "classification":
+        t = recipe.tasks[cname]
+        if t.type != "classification" or len(ctd.source.split["test"]) == 0:
             continue
+        try:
+            cam = GradCam(model, cname)
+        except Exception as e:  # a model without umsrep's encoder/head layout: say so, draw the rest
+            out[f"{cname}.cam_error"] = np.array(str(e))
+            continue
+        idx = ctd.source.split["test"]
+        has, truth, probs = arrays[f"{cname}.has_truth"], arrays[f"{cname}.truth"], arrays[f"{cname}.probs"]
         seg = next((s for s, std in tasks.items() if recipe.tasks[s].type == "segmentation"
                     and std.source is ctd.source), None)
-        if seg is None:
-            continue
-        idx = np.intersect1d(ctd.index[split], tasks[seg].index[split])
-        if len(idx) == 0:
-            continue
-        cam = GradCam(model, cname)
-        x, labels = ctd.source.data.images[idx], ctd.targets[idx]
-        masks = tasks[seg].targets[idx] > 0
-        maps = np.concatenate([cam(x[i:i + batch_size], labels[i:i + batch_size]).maps
-                               for i in range(0, len(x), batch_size)])
-        classes = {}
-        for k, c in enumerate(recipe.tasks[cname].classes):
-            rows = [i for i in np.flatnonzero(labels == k) if masks[i].any()]
-            mass = [m for m in (mass_inside(maps[i], masks[i]) for i in rows) if m is not None]
-            if mass:
-                area = float(np.mean([masks[i].mean() for i in rows]))
-                classes[c] = {"n": len(mass), "cam_mass_in_mask": float(np.mean(mass)),
-                              "mask_area_fraction": area, "ratio": float(np.mean(mass) / area) if area else None}
-        if classes:
-            out[cname] = {"mask_task": seg, "layer": cam.layer, "split": split, "method": "gradcam",
-                          "classes": classes}
+        ex = np.concatenate([np.flatnonzero(has & (truth == k))[:per_class] for k in range(len(t.classes))])
+        loc = np.flatnonzero(has & arrays[f"{seg}.has_truth"]) if seg else np.zeros(0, np.int64)
+        todo = np.union1d(loc, ex).astype(np.int64)
+        x = ctd.source.data.images[idx[todo]]
+        maps = [cam(x[i:i + batch_size], truth[todo[i:i + batch_size]]).maps for i in range(0, len(todo), batch_size)]
+        maps = np.concatenate(maps) if maps else np.zeros((0, *x.shape[1:3]))
+        where = {r: j for j, r in enumerate(todo)}
+        out[f"{cname}.cam_layer"] = np.array(cam.layer)
+        if seg:
+            masks = arrays[f"{seg}.truth"]
+            mass = np.full(len(idx), np.nan)
+            for r in loc:
+                v = mass_inside(maps[where[r]], masks[r] > 0)
+                mass[r] = np.nan if v is None else v
+            out[f"{cname}.cam_mass"] = mass
+            out[f"{cname}.cam_mask_task"] = np.array(seg)
+        if len(ex):
+            out.update({f"{cname}.ex_images": to_uint8(ctd.source.data.images[idx[ex]]),
+                        f"{cname}.ex_cam": np.stack([maps[where[r]] for r in ex]).astype(np.float16),
+                        f"{cname}.ex_class": truth[ex].astype(np.int16), f"{cname}.ex_probs": probs[ex]})
     return out
 
 
-def evaluate_denoising(model, recipe, rep_source, splits=EVAL_SPLITS, batch_size=16, log=print) -> dict:
-    """PSNR / SSIM / MS-SSIM of noisy and denoised images per noise level (fixed seeds per level)."""
-    sub = _task_model(model, "denoise")
-    fn = tf.function(lambda x: sub(x, training=False), reduce_retracing=True)
+def denoise_arrays(model, recipe, rep_source, split, batch_size=16, examples=0) -> dict:
+    """Per noise level (fixed seeds per level) and clean image: PSNR / SSIM / MS-SSIM of the noisy input and of
+    the denoised output; the first ``examples`` images of the first two levels for the report."""
+    clean = rep_source.data.images[rep_source.split[split]]
     levels = noise_levels(recipe.representation.noise)
-    res = {"type": "denoising"}
-    for split in splits:
-        clean = rep_source.data.images[rep_source.split[split]]
-        if len(clean) == 0:
-            continue
-        per = {}
-        for k, lv in enumerate(levels):
-            noisy = apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64))
-            noisy = np.asarray(noisy, np.float32)
-            denoised = pipeline.predict(fn, noisy, batch_size)
-            per[lv.name] = denoising_metrics(clean, noisy, denoised)
-        res[split] = per
-        if split == "test":
-            txt = ", ".join(f"{k} {v['noisy']['psnr']:.1f}->{v['denoised']['psnr']:.1f} dB" for k, v in per.items())
-            log(f"test denoise PSNR: {txt}")
-    return res
+    q = {m: np.zeros((len(levels), 2, len(clean))) for m in ("psnr", "ssim", "ms_ssim")}
+    a = {"denoise.levels": np.array([lv.name for lv in levels], dtype=str)}
+    if len(clean) == 0:
+        return {**a, **{f"denoise.{m}": v for m, v in q.items()}}
+    sub = _task_model(model, "denoise")
+    ex_noisy, ex_den = [], []
+    for k, lv in enumerate(levels):
+        noisy = apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64))
+        noisy = np.asarray(noisy, np.float32)
+        denoised = np.asarray(_run(sub, noisy, batch_size), np.float32)
+        for j, img in enumerate((noisy, denoised)):
+            for m, v in image_quality(clean, img).items():
+                q[m][k, j] = v
+        if examples and k < 2:
+            ex_noisy.append(noisy[:examples])
+            ex_den.append(denoised[:examples])
+    a.update({f"denoise.{m}": v for m, v in q.items()})
+    if examples:
+        a.update({"denoise.ex_clean": clean[:examples].astype(np.float16),
+                  "denoise.ex_noisy": np.stack(ex_noisy).astype(np.float16),
+                  "denoise.ex_denoised": np.stack(ex_den).astype(np.float16)})
+    return a

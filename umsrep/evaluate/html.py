@@ -1,8 +1,9 @@
 """``report.html``: one self-contained page (no network: styles inline, every image a data URI) to look at a run.
 
 The tables are ``report.md`` (rendered from ``metrics.json`` by :mod:`umsrep.evaluate.report`, so both reports
-always say the same) converted with Python-Markdown; the figures are drawn with matplotlib from the trained
-model and the run's own held-out split:
+always say the same) converted with Python-Markdown; the figures are drawn with matplotlib from the files
+evaluation wrote (``predictions/<approach>/test.npz``, :mod:`umsrep.evaluate.predictions`) — neither the model
+nor TensorFlow is loaded:
 
 recipe (collapsible YAML) · data counts and skipped files · learning curves per stage · metrics tables with
 95% CIs · confusion matrices · ROC curves · test images with true vs predicted masks · Grad-CAM examples for
@@ -199,20 +200,37 @@ def augment_grid(x, y, xa, ya, title):
 
 
 # ----------------------------------------------------------------------------------------------- page
-def write_html_report(run, metrics, model=None, recipe=None, tasks=None, rep_source=None, log=print):
-    """Render ``report.html`` next to ``report.md`` in the run directory ``run``."""
+#: augmented training samples written by fit, read by the report (no TensorFlow needed to draw them)
+PREVIEW_FILE = "predictions/augment_preview.npz"
+
+
+def write_html_report(run, metrics, predictions=None, log=print):
+    """Render ``report.html`` next to ``report.md`` in the run directory ``run``; the figures come from the
+    prediction folder ``predictions`` (``predictions/<approach>/``; its ``test.npz``), the model is not needed."""
+    from pathlib import Path
+
+    from umsrep.evaluate.predictions import read_split
     from umsrep.evaluate.report import render_markdown
     from umsrep.rundir import RunDir
+    from umsrep.transforms.compose import read_previews
 
-    page = build_html(metrics, (run / RunDir.RECIPE).read_text(), render_markdown(metrics), model, recipe, tasks,
-                      rep_source)
+    preds = None
+    previews = read_previews(run.path / PREVIEW_FILE)
+    test = Path(predictions) / "test.npz" if predictions is not None else None
+    if test is not None and test.is_file():
+        preds = read_split(test)
+    else:
+        log(f"report: no {test or 'predictions'}; report.html without the figures drawn from predictions "
+            f"(`umsrep evaluate` writes them)")
+    page = build_html(metrics, (run / RunDir.RECIPE).read_text(), render_markdown(metrics), preds, previews)
     run.write_text(RunDir.HTML, page)
     log(f"report: {run / RunDir.HTML} ({len(page) / 1e6:.1f} MB, self-contained)")
 
 
-def build_html(metrics: dict, recipe_yaml: str, markdown_text: str, model=None, recipe=None, tasks=None,
-               rep_source=None, examples: int = 6) -> str:
-    """The page. Without ``model`` only the parts that need no images (tables, learning curves) are drawn."""
+def build_html(metrics: dict, recipe_yaml: str, markdown_text: str, preds=None, previews=None) -> str:
+    """The page. ``preds``: the test split's prediction arrays (:mod:`umsrep.evaluate.predictions`); without
+    them only the parts that need no images (tables, learning curves) are drawn. ``previews``: augmented training
+    samples (:func:`umsrep.transforms.compose.read_previews`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -225,8 +243,11 @@ def build_html(metrics: dict, recipe_yaml: str, markdown_text: str, model=None, 
     if curves:
         sections.append(("Learning curves", _figure(curves, "training (solid) and validation (dashed) loss per "
                                                             "epoch; grey line: best epoch")))
-    if model is not None:
-        sections += _model_sections(metrics, model, recipe, tasks, rep_source, examples)
+    if preds is not None:
+        sections += _prediction_sections(metrics, preds)
+    aug = _augment_section(previews)
+    if aug:
+        sections.append(("Augmented training samples", aug))
     body = md.markdown(markdown_text, extensions=["tables", "fenced_code"])
     nav = " ".join(f'<a href="#{_anchor(t)}">{html.escape(t)}</a>' for t, _ in sections)
     figs = "\n".join(f'<h2 id="{_anchor(t)}">{html.escape(t)}</h2>\n{content}' for t, content in sections)
@@ -240,33 +261,23 @@ def _anchor(title):
     return "".join(c if c.isalnum() else "-" for c in title.lower())
 
 
-def _model_sections(metrics, model, recipe, tasks, rep_source, examples):
-    import tensorflow as tf
-
-    from umsrep.data import pipeline
-    from umsrep.evaluate.evaluate import _task_model, predict_labels
-
+def _prediction_sections(metrics, p):
     out = []
     cls_figs, seg_figs, cam_figs = [], [], []
-    for name, td in tasks.items():
-        t = recipe.tasks[name]
-        x, y = td.arrays("test")
-        if len(x) == 0:
+    for name, t in metrics.get("tasks", {}).items():
+        if "test" not in t or f"{name}.has_truth" not in p:
             continue
-        sub = _task_model(model, name)
-        probs = pipeline.predict(tf.function(lambda b: sub(b, training=False), reduce_retracing=True), x)
-        if t.type == "classification":
-            cm = metrics["tasks"][name]["test"]["confusion_matrix"]
-            cls_figs.append(_figure(confusion(cm, t.classes, f"{name}: test confusion matrix"),
+        has = np.asarray(p[f"{name}.has_truth"], bool)
+        if t["type"] == "classification":
+            cm = t["test"]["confusion_matrix"]
+            cls_figs.append(_figure(confusion(cm, t["classes"], f"{name}: test confusion matrix"),
                                     f"{name}: rows true, columns predicted"))
-            cls_figs.append(_figure(roc(y, probs, t.classes, f"{name}: test ROC"), f"{name}: one-vs-rest ROC"))
-            cam_figs += _cam_examples(model, name, t, x, y, probs, examples)
-        else:
-            pred = predict_labels(probs, t, x)
-            order = np.argsort([-(m > 0).sum() for m in y])  # images with the largest true masks first
-            pick = np.concatenate([order[: examples // 2], order[len(order) // 2: len(order) // 2 + examples
-                                                                 - examples // 2]])[:examples]
-            seg_figs.append(_figure(mask_grid(x[pick], y[pick], pred[pick], f"{name}: test images"),
+            cls_figs.append(_figure(roc(p[f"{name}.truth"][has], p[f"{name}.probs"][has], t["classes"],
+                                        f"{name}: test ROC"), f"{name}: one-vs-rest ROC"))
+            cam_figs += _cam_examples(name, t["classes"], p)
+        elif t["type"] == "segmentation" and f"{name}.ex_images" in p:
+            seg_figs.append(_figure(mask_grid(p[f"{name}.ex_images"] / 255.0, p[f"{name}.ex_truth"],
+                                              p[f"{name}.ex_labels"], f"{name}: test images"),
                                     f"{name}: true mask (top, green) and prediction (bottom, red)"))
     if cls_figs:
         out.append(("Confusion matrices and ROC curves", '<div class="figs">' + "".join(cls_figs) + "</div>"))
@@ -274,59 +285,50 @@ def _model_sections(metrics, model, recipe, tasks, rep_source, examples):
         out.append(("Test segmentations", "".join(seg_figs)))
     if cam_figs:
         out.append(("Grad-CAM examples", "".join(cam_figs)))
-    den = _denoise_examples(model, recipe, rep_source)
+    den = _denoise_examples(p)
     if den:
         out.append(("Denoising examples", den))
-    from umsrep.transforms.compose import preview_sets
-
-    aug = [_figure(augment_grid(*s[1:], s[0]), f"training augmentation ({s[0]}); validation and test images are "
-                   "never augmented") for s in preview_sets(recipe, tasks, rep_source)]
-    if aug:
-        out.append(("Augmented training samples", "".join(aug)))
     return out
 
 
-def _cam_examples(model, name, t, x, y, probs, examples):
-    from umsrep.explain.gradcam import GradCam
+def _augment_section(previews):
+    """The "Augmented training samples" figures from the arrays fit wrote (:func:`umsrep.transforms.compose.
+    write_previews`), or None."""
+    if not previews:
+        return None
+    figs = [_figure(augment_grid(*s[1:], s[0]), f"training augmentation ({s[0]}); validation and test images are "
+                    "never augmented") for s in previews]
+    return "".join(figs)
 
-    try:
-        cam = GradCam(model, name)
-    except Exception as e:  # a model without umsrep's encoder/head layout: say so, draw the rest
-        return [f"<p>Grad-CAM not available for {html.escape(name)}: {html.escape(str(e))}</p>"]
+
+def _cam_examples(name, classes, p):
+    if f"{name}.cam_error" in p:
+        return [f"<p>Grad-CAM not available for {html.escape(name)}: {html.escape(p[f'{name}.cam_error'])}</p>"]
+    if f"{name}.ex_cam" not in p:
+        return []
+    x, maps = p[f"{name}.ex_images"] / 255.0, p[f"{name}.ex_cam"].astype(np.float32)
+    cls, probs, layer = p[f"{name}.ex_class"], p[f"{name}.ex_probs"], p[f"{name}.cam_layer"]
     figs = []
-    per_class = max(1, min(4, examples // 2))
-    for k, c in enumerate(t.classes):
-        rows = np.flatnonzero(np.asarray(y) == k)[:per_class]
-        if len(rows) == 0:
+    for k, c in enumerate(classes):
+        sel = np.flatnonzero(cls == k)
+        if len(sel) == 0:
             continue
-        r = cam(x[rows], np.full(len(rows), k))
-        caps = [f"p({c})={probs[i, k]:.2f}, pred {t.classes[int(np.argmax(probs[i]))]}" for i in rows]
-        figs.append(_figure(cam_grid(x[rows], r.maps, caps, f"{name}: true class {c}"),
-                            f"{name}, class {c}: Grad-CAM at {r.layer} for the true class"))
+        caps = [f"p({c})={probs[i, k]:.2f}, pred {classes[int(np.argmax(probs[i]))]}" for i in sel]
+        figs.append(_figure(cam_grid(x[sel], maps[sel], caps, f"{name}: true class {c}"),
+                            f"{name}, class {c}: Grad-CAM at {layer} for the true class"))
     return figs
 
 
-def _denoise_examples(model, recipe, rep_source, n=3):
-    import tensorflow as tf
-
-    from umsrep.data import pipeline
-    from umsrep.data.noise import apply_noise, noise_levels
-    from umsrep.evaluate.evaluate import _task_model
-    from umsrep.evaluate.metrics import psnr
-
-    if isinstance(model, dict) or "head_denoise" not in [ly.name for ly in model.layers]:
+def _denoise_examples(p):
+    if "denoise.ex_clean" not in p:
         return None
-    clean = rep_source.data.images[rep_source.split["test"][:n]]
-    if len(clean) == 0:
-        return None
-    sub = _task_model(model, "denoise")
-    fn = tf.function(lambda b: sub(b, training=False), reduce_retracing=True)
+    clean = p["denoise.ex_clean"].astype(np.float32)
+    k = len(clean)
     noisy, den, scores = {}, {}, {}
-    for k, lv in enumerate(noise_levels(recipe.representation.noise)[:2]):
-        nz = np.asarray(apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64)))
-        d = pipeline.predict(fn, nz)
-        noisy[lv.name], den[lv.name] = nz, d
-        scores[lv.name] = {"noisy": psnr(clean, nz), "denoised": psnr(clean, d)}
+    for j in range(len(p["denoise.ex_noisy"])):
+        lv = str(p["denoise.levels"][j])
+        noisy[lv], den[lv] = p["denoise.ex_noisy"][j].astype(np.float32), p["denoise.ex_denoised"][j].astype(np.float32)
+        scores[lv] = {"noisy": p["denoise.psnr"][j, 0, :k], "denoised": p["denoise.psnr"][j, 1, :k]}
     return _figure(denoise_grid(clean, noisy, den, scores, "denoising (test images)"),
                    "clean image; per noise level the noisy input and the representation's denoised output, with "
                    "PSNR against the clean image")

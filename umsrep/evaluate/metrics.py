@@ -41,6 +41,8 @@ __all__ = [
     "ssim",
     "ms_ssim",
     "denoising_metrics",
+    "image_quality",
+    "summarize_quality",
 ]
 
 #: PSNR values are capped at this many dB before averaging (identical images give ``inf``).
@@ -306,30 +308,66 @@ def _as_label_maps(x: Any, name: str) -> np.ndarray:
     return _as_labels(arr, name)
 
 
-def _overlap_per_image(t: np.ndarray, p: np.ndarray, n_classes: int):
+def _map_pairs(y_true: Any, y_pred: Any) -> tuple:
+    """Validated ``[(t, p), ...]`` chunks of (n, H, W) int64 label maps: one chunk for stacked arrays, one per
+    image for lists of maps (images of different sizes, e.g. scored at each image's own resolution)."""
+    if isinstance(y_true, (list, tuple)) or isinstance(y_pred, (list, tuple)):
+        if len(y_true) != len(y_pred):
+            raise ValueError(f"y_true and y_pred must hold the same number of maps, got {len(y_true)} and "
+                             f"{len(y_pred)}")
+        pairs = []
+        for i, (a, b) in enumerate(zip(y_true, y_pred)):
+            t = _as_label_maps(np.asarray(a)[None], f"y_true[{i}]")
+            p = _as_label_maps(np.asarray(b)[None], f"y_pred[{i}]")
+            if t.shape != p.shape:
+                raise ValueError(f"y_true[{i}] and y_pred[{i}] must have the same shape, got {t.shape[1:]} and "
+                                 f"{p.shape[1:]}")
+            pairs.append((t, p))
+        return pairs
+    t = _as_label_maps(y_true, "y_true")
+    p = _as_label_maps(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {t.shape} and "
+                         f"{p.shape}")
+    return [(t, p)]
+
+
+def _overlap_counts(pairs, n_classes: int):
+    """(N, C) intersections, true and predicted sizes per image and foreground class; correct and total pixels."""
+    inter, size_a, size_b, correct, total = [], [], [], 0, 0
+    for t, p in pairs:
+        i_, a_, b_ = (np.empty((t.shape[0], n_classes), dtype=np.float64) for _ in range(3))
+        for j in range(n_classes):
+            a = t == j + 1
+            b = p == j + 1
+            i_[:, j] = np.logical_and(a, b).sum(axis=(1, 2))
+            a_[:, j] = a.sum(axis=(1, 2))
+            b_[:, j] = b.sum(axis=(1, 2))
+        inter.append(i_)
+        size_a.append(a_)
+        size_b.append(b_)
+        correct += int(np.count_nonzero(t == p))
+        total += int(t.size)
+    return np.concatenate(inter), np.concatenate(size_a), np.concatenate(size_b), correct, total
+
+
+def _overlap_per_image(inter, size_a, size_b):
     """(N, C) Dice and IoU per image and foreground class (both empty -> 1.0) and the pooled Dice per class."""
-    dice_img = np.empty((t.shape[0], n_classes), dtype=np.float64)
-    iou_img = np.empty_like(dice_img)
+    both_empty = (size_a + size_b) == 0
+    dice_img = np.where(both_empty, 1.0, _safe_div(2 * inter, size_a + size_b))
+    iou_img = np.where(both_empty, 1.0, _safe_div(inter, size_a + size_b - inter))
     pooled = []
-    for j in range(n_classes):
-        a = t == j + 1
-        b = p == j + 1
-        inter = np.logical_and(a, b).sum(axis=(1, 2)).astype(np.float64)
-        size_a = a.sum(axis=(1, 2)).astype(np.float64)
-        size_b = b.sum(axis=(1, 2)).astype(np.float64)
-        both_empty = (size_a + size_b) == 0
-        dice_img[:, j] = np.where(both_empty, 1.0, _safe_div(2 * inter, size_a + size_b))
-        iou_img[:, j] = np.where(both_empty, 1.0, _safe_div(inter, size_a + size_b - inter))
-        total = size_a.sum() + size_b.sum()
-        pooled.append(1.0 if total == 0 else float(2 * inter.sum() / total))
+    for j in range(inter.shape[1]):
+        tot = size_a[:, j].sum() + size_b[:, j].sum()
+        pooled.append(1.0 if tot == 0 else float(2 * inter[:, j].sum() / tot))
     return dice_img, iou_img, pooled
 
 
 def dice_per_image(y_true: Any, y_pred: Any, n_classes: int) -> np.ndarray:
-    """Dice of each image, averaged over its foreground classes (the values ``dice`` is the mean of)."""
-    t = _as_label_maps(y_true, "y_true")
-    p = _as_label_maps(y_pred, "y_pred")
-    return _overlap_per_image(t, p, n_classes)[0].mean(axis=1)
+    """Dice of each image, averaged over its foreground classes (the values ``dice`` is the mean of).
+    Stacked (N, H, W) maps or lists of maps of any sizes."""
+    inter, a, b, _, _ = _overlap_counts(_map_pairs(y_true, y_pred), n_classes)
+    return _overlap_per_image(inter, a, b)[0].mean(axis=1)
 
 
 def segmentation_metrics(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> Dict[str, Any]:
@@ -337,8 +375,8 @@ def segmentation_metrics(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> Di
 
     Args:
         y_true, y_pred: integer label maps of shape (N, H, W) (a trailing channel axis of
-            size 1 is accepted); 0 = background, ``c`` in ``1..len(classes)`` = foreground
-            class ``classes[c - 1]``.
+            size 1 is accepted), or two lists of N maps where each image may have its own size;
+            0 = background, ``c`` in ``1..len(classes)`` = foreground class ``classes[c - 1]``.
         classes: names of the foreground classes (background is not listed).
 
     Per image and per foreground class, with A = true mask and B = predicted mask:
@@ -352,18 +390,17 @@ def segmentation_metrics(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> Di
     (fraction of pixels, background included, with the correct label) and ``n`` (images).
     """
     names = _check_class_names(classes, minimum=1)
-    t = _as_label_maps(y_true, "y_true")
-    p = _as_label_maps(y_pred, "y_pred")
-    if t.shape != p.shape:
-        raise ValueError(f"y_true and y_pred must have the same shape, got {t.shape} and "
-                         f"{p.shape}")
-    if t.size == 0:
-        raise ValueError(f"segmentation_metrics needs non-empty label maps, got {t.shape}")
+    pairs = _map_pairs(y_true, y_pred)
+    if not pairs or sum(t.size for t, _ in pairs) == 0:
+        shape = pairs[0][0].shape if pairs else (0,)
+        raise ValueError(f"segmentation_metrics needs non-empty label maps, got {shape}")
     n_labels = len(names) + 1
-    _check_label_range(t, n_labels, "y_true", "labels (background + classes)")
-    _check_label_range(p, n_labels, "y_pred", "labels (background + classes)")
+    for t, p in pairs:
+        _check_label_range(t, n_labels, "y_true", "labels (background + classes)")
+        _check_label_range(p, n_labels, "y_pred", "labels (background + classes)")
 
-    dice_img, iou_img, pooled = _overlap_per_image(t, p, len(names))
+    inter, size_a, size_b, correct, total = _overlap_counts(pairs, len(names))
+    dice_img, iou_img, pooled = _overlap_per_image(inter, size_a, size_b)
     per_class: Dict[str, Dict[str, float]] = {
         name: {"dice": float(dice_img[:, j].mean()), "iou": float(iou_img[:, j].mean()),
                "dice_global": pooled[j]} for j, name in enumerate(names)}
@@ -371,8 +408,8 @@ def segmentation_metrics(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> Di
         "dice": float(dice_img.mean()),
         "iou": float(iou_img.mean()),
         "per_class": per_class,
-        "pixel_accuracy": float(np.mean(t == p)),
-        "n": int(t.shape[0]),
+        "pixel_accuracy": float(correct / total),
+        "n": int(dice_img.shape[0]),
     }
 
 
@@ -477,6 +514,25 @@ def ms_ssim(clean: Any, test: Any, data_range: float = 1.0) -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
+def image_quality(clean: Any, test: Any, data_range: float = 1.0) -> Dict[str, np.ndarray]:
+    """Per-image ``{"psnr", "ssim", "ms_ssim"}`` of ``test`` vs ``clean`` (PSNR uncapped)."""
+    return {"psnr": psnr(clean, test, data_range), "ssim": ssim(clean, test, data_range),
+            "ms_ssim": ms_ssim(clean, test, data_range)}
+
+
+def summarize_quality(noisy: Dict[str, Any], denoised: Dict[str, Any]) -> Dict[str, Any]:
+    """:func:`denoising_metrics` from the per-image values of :func:`image_quality` (PSNR capped, then averaged)."""
+    out: Dict[str, Any] = {}
+    for key, q in (("noisy", noisy), ("denoised", denoised)):
+        out[key] = {
+            "psnr": float(np.mean(np.minimum(np.asarray(q["psnr"], np.float64), PSNR_CAP_DB))),
+            "ssim": float(np.mean(np.asarray(q["ssim"], np.float64))),
+            "ms_ssim": float(np.mean(np.asarray(q["ms_ssim"], np.float64))),
+        }
+    out["n"] = int(np.asarray(noisy["psnr"]).shape[0])
+    return out
+
+
 def denoising_metrics(clean: Any, noisy: Any, denoised: Any,
                       data_range: float = 1.0) -> Dict[str, Any]:
     """Mean PSNR / SSIM / MS-SSIM of the noisy input and of the denoised output vs ``clean``.
@@ -486,16 +542,12 @@ def denoising_metrics(clean: Any, noisy: Any, denoised: Any,
     averaging, so identical images do not make the mean infinite.
     """
     c = _as_images(clean, "clean")
-    out: Dict[str, Any] = {}
+    per = {}
     for key, other in (("noisy", noisy), ("denoised", denoised)):
         o = _as_images(other, key)
         if o.shape != c.shape:
             raise ValueError(f"{key} must have the same shape as clean, got {o.shape} and "
                              f"{c.shape}")
-        out[key] = {
-            "psnr": float(np.mean(np.minimum(psnr(c, o, data_range), PSNR_CAP_DB))),
-            "ssim": float(np.mean(ssim(c, o, data_range))),
-            "ms_ssim": float(np.mean(ms_ssim(c, o, data_range))),
-        }
-    out["n"] = int(c.shape[0])
-    return out
+        per[key] = image_quality(c, o, data_range)
+    return summarize_quality(per["noisy"], per["denoised"])
+

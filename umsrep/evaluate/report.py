@@ -22,11 +22,19 @@ def _table(header, rows):
 
 def render_markdown(m: dict) -> str:
     run = m.get("run", {})
-    out = [f"# umsrep run `{run.get('name', '?')}`", "",
-           f"Modality **{run.get('modality')}**, representation **{run.get('representation')}**, strategy "
-           f"**{run.get('strategy')}**, total wall time {run.get('wall_time_s')} s, umsrep "
-           f"{run.get('umsrep_version')}. All metrics are on held-out splits (the test split was never used "
-           f"for training, early stopping or model selection).", ""]
+    ext = m.get("external")
+    if ext:
+        out = [f"# umsrep run `{run.get('name', '?')}` on other labelled data", "",
+               f"The trained run `{ext['run']}` ({ext['model']}, strategy **{run.get('strategy')}**, modality "
+               f"**{run.get('modality')}**) scored on every image of `{ext['data']}` (no split; none of these "
+               f"images was used for training). Segmentation is scored at each image's own resolution: "
+               f"{ext['resize_rule']}. Evaluation time {run.get('wall_time_s')} s.", ""]
+    else:
+        out = [f"# umsrep run `{run.get('name', '?')}`", "",
+               f"Modality **{run.get('modality')}**, representation **{run.get('representation')}**, strategy "
+               f"**{run.get('strategy')}**, total wall time {run.get('wall_time_s')} s, umsrep "
+               f"{run.get('umsrep_version')}. All metrics are on held-out splits (the test split was never used "
+               f"for training, early stopping or model selection).", ""]
 
     data = m.get("data", {})
     out += ["## Data", ""]
@@ -43,6 +51,9 @@ def render_markdown(m: dict) -> str:
         out += ["### Skipped files", ""] + [f"- `{s['file']}`: {s['reason']}" for s in skipped] + [""]
 
     params = m.get("parameters", {})
+    if ext:
+        out += _results(m)
+        return "\n".join(out) + "\n"
     out += ["## Training", ""]
     out.append(_table(["stage", "trainable params", "total params", "epochs", "best epoch", "early stop",
                        "wall time (s)"],
@@ -55,14 +66,34 @@ def render_markdown(m: dict) -> str:
                 + f"; saved multi-head model {params['model_total']:,}"
                 + (f", {params['flops_per_image'] / 1e9:.2f} GFLOPs per image (forward)" if "flops_per_image" in params
                    else "") + ".", ""]
+    out += _results(m)
+    if "comparison" in m:
+        out += _comparison(m["comparison"])
+    return "\n".join(out) + "\n"
 
-    out += ["## Results", ""]
+
+def _ci_note(t):
+    """"95% CIs: bootstrap over 20 patients (test)" from a task's test metrics."""
+    b = t.get("test", {}).get("ci95_bootstrap")
+    if not b:
+        return []
+    from umsrep.evaluate.scores import ci_unit
+
+    unit = ci_unit(None if b["over"] == "image" else b["over"], b["n"])
+    return ["", f"95% CIs: percentile bootstrap over {unit} (test split)"
+            + ("; whole groups are resampled, so images of one group do not count as independent." if b["over"]
+               != "image" else ".")]
+
+
+def _results(m: dict) -> list:
+    out = ["## Results", ""]
     for name, t in m.get("tasks", {}).items():
         if t["type"] == "classification":
             out += [f"### {name} (classification: {', '.join(t['classes'])})", ""]
             out.append(_table(["split", "n"] + list(CLS_KEYS) + ["accuracy 95% CI"],
                               [[s, t[s]["n"]] + [t[s].get(k) for k in CLS_KEYS] + [_interval(t[s], "accuracy")]
                                for s in ("val", "test") if s in t]))
+            out += _ci_note(t)
             if "test" in t:
                 cm = t["test"]["confusion_matrix"]
                 out += ["", "Test confusion matrix (rows: true, columns: predicted):", "",
@@ -75,6 +106,7 @@ def render_markdown(m: dict) -> str:
             out.append(_table(["split", "n"] + list(SEG_KEYS) + ["dice 95% CI"],
                               [[s, t[s]["n"]] + [t[s].get(k) for k in SEG_KEYS] + [_interval(t[s], "dice")]
                                for s in ("val", "test") if s in t]))
+            out += _ci_note(t)
             if "test" in t and len(t["classes"]) > 1:
                 out += ["", _table(["class", "dice", "iou", "dice (pooled pixels)"],
                                    [[c, v.get("dice"), v.get("iou"), v.get("dice_global")]
@@ -109,9 +141,7 @@ def render_markdown(m: dict) -> str:
                 _table(["task", "layer", "mask", "class", "n", "Grad-CAM mass in mask", "mask area", "ratio"],
                        [[t, v["layer"], v["mask_task"], c, r["n"], r["cam_mass_in_mask"], r["mask_area_fraction"],
                          r["ratio"]] for t, v in m["explain"].items() for c, r in v["classes"].items()]), ""]
-    if "comparison" in m:
-        out += _comparison(m["comparison"])
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _interval(t, key):
@@ -167,19 +197,31 @@ def _comparison(c: dict) -> list:
 
 
 def render_cv_markdown(m: dict) -> str:
-    """``report.md`` of a k-fold cross-validation run (the ``cv`` section of its metrics.json)."""
-    cv, run = m["cv"], m.get("run", {})
-    out = [f"# umsrep cross-validation `{run.get('name', '?')}`", "",
-           f"{cv['folds']} folds: each fold was the test split once (stratified; grouped by patient when the "
-           f"recipe's `group_by` is set); every fold is a complete run in `fold<i>/` with its own report. "
-           f"Values are mean ± sample SD over the folds' test splits. Total wall time {run.get('wall_time_s')} s, "
-           f"umsrep {run.get('umsrep_version')}.", ""]
+    """``report.md`` of a k-fold cross-validation run (the ``cv`` section of its metrics.json) or of a run over
+    several training seeds (its ``seeds`` section)."""
+    run = m.get("run", {})
+    if "seeds" in m:
+        cv = m["seeds"]
+        out = [f"# umsrep training seeds `{run.get('name', '?')}`", "",
+               f"The same recipe trained with {len(cv['seeds'])} training seeds ({', '.join(map(str, cv['seeds']))})"
+               f" on one split (split seed {cv['split_seed']}); every seed is a complete run in `seed<s>/` with its "
+               f"own report. Values are mean ± sample SD over the seeds' test results, then the value of each "
+               f"seed. Total wall time {run.get('wall_time_s')} s, umsrep {run.get('umsrep_version')}.", ""]
+        per = "per seed"
+    else:
+        cv = m["cv"]
+        out = [f"# umsrep cross-validation `{run.get('name', '?')}`", "",
+               f"{cv['folds']} folds: each fold was the test split once (stratified; grouped by patient when the "
+               f"recipe's `group_by` is set); every fold is a complete run in `fold<i>/` with its own report. "
+               f"Values are mean ± sample SD over the folds' test splits. Total wall time {run.get('wall_time_s')} "
+               f"s, umsrep {run.get('umsrep_version')}.", ""]
+        per = "per fold"
     approaches = cv["approaches"]
     tasks = list(next(iter(approaches.values()))["tasks"])
     for task in tasks:
         first = approaches[next(iter(approaches))]["tasks"][task]
         keys = [k for k in SEG_KEYS + CLS_KEYS if k in first]
-        out += [f"## {task}", "", _table(["approach"] + keys + ["per fold (" + keys[0] + ")"],
+        out += [f"## {task}", "", _table(["approach"] + keys + [f"{per} ({keys[0]})"],
                 [[a] + [f"{v['tasks'][task][k]['mean']:.4f} ± {v['tasks'][task][k]['sd']:.4f}"
                         if k in v["tasks"][task] else "n/a" for k in keys]
                  + [", ".join(f"{x:.3f}" for x in v["tasks"][task][keys[0]]["values"])]
@@ -189,7 +231,7 @@ def render_cv_markdown(m: dict) -> str:
             out += [_table(["pair", "metric", "mean difference", "paired t-test p", "Wilcoxon p"],
                            [[pair, r["metric"], f"{r['mean_difference']:+.4f}", r["t_test"]["p_value"],
                              r["wilcoxon"]["p_value"]] for pair, r in tests.items()]), ""]
-    out += ["## Cost", "", _table(["approach", "training wall time per fold (s)", "parameters"],
+    out += ["## Cost", "", _table(["approach", f"training wall time {per} (s)", "parameters"],
                                   [[a, f"{v['wall_time_s']['mean']:.1f} ± {v['wall_time_s']['sd']:.1f}",
                                     f"{v['parameters']:,}"] for a, v in approaches.items()]), ""]
     return "\n".join(out) + "\n"

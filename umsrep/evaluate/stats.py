@@ -5,7 +5,7 @@ Thin, checked wrappers over scipy so every comparison in umsrep is computed one 
 - :func:`mcnemar`: two classifiers on the same test images, from their per-image correctness; exact binomial
   test when fewer than 25 discordant pairs, otherwise chi-square with continuity correction;
 - :func:`bootstrap_ci`: percentile bootstrap CI of the mean of per-image values (accuracy = mean of 0/1
-  correctness, Dice = mean of per-image Dice), seeded;
+  correctness, Dice = mean of per-image Dice), seeded; by groups (patients) when the data set has them;
 - :func:`paired_tests`: paired t-test and Wilcoxon signed-rank test of one metric over folds.
 """
 
@@ -39,17 +39,38 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool], exact: bool | 
             "method": "chi-square, continuity-corrected"}
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Dict[str, Any]:
-    """Mean and percentile bootstrap CI of the mean of ``values`` (one value per test image)."""
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0,
+                 groups: Sequence | None = None) -> Dict[str, Any]:
+    """Mean and percentile bootstrap CI of the mean of ``values`` (one value per test image).
+
+    With ``groups`` (one id per value: patient, recording; ``None`` or ``""`` = a group of its own) whole groups
+    are resampled with replacement (cluster bootstrap) and each resample's mean is taken over all its images, so
+    images of one patient do not count as independent samples; the result then also holds ``groups``."""
     x = np.asarray(values, np.float64).reshape(-1)
     if x.size == 0:
         return {"mean": None, "low": None, "high": None, "n": 0}
-    if x.size == 1 or np.all(x == x[0]):
-        return {"mean": float(x.mean()), "low": float(x.mean()), "high": float(x.mean()), "n": int(x.size)}
-    res = stats.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
-                          random_state=np.random.default_rng(seed), vectorized=True)
-    return {"mean": float(x.mean()), "low": float(res.confidence_interval.low),
-            "high": float(res.confidence_interval.high), "n": int(x.size), "level": level}
+    if groups is None:
+        if x.size == 1 or np.all(x == x[0]):
+            return {"mean": float(x.mean()), "low": float(x.mean()), "high": float(x.mean()), "n": int(x.size)}
+        res = stats.bootstrap((x,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
+                              random_state=np.random.default_rng(seed), vectorized=True)
+        return {"mean": float(x.mean()), "low": float(res.confidence_interval.low),
+                "high": float(res.confidence_interval.high), "n": int(x.size), "level": level}
+    g = list(groups)
+    if len(g) != x.size:
+        raise ValueError(f"groups has {len(g)} entries for {x.size} values")
+    named = {v: i for i, v in enumerate(sorted({str(v) for v in g if v not in (None, "")}))}
+    codes = np.array([named[str(v)] if v not in (None, "") else len(named) + i for i, v in enumerate(g)])
+    _, codes = np.unique(codes, return_inverse=True)
+    n_groups = int(codes.max()) + 1
+    out = {"mean": float(x.mean()), "n": int(x.size), "groups": n_groups, "level": level}
+    if n_groups == 1 or np.all(x == x[0]):
+        return {**out, "low": float(x.mean()), "high": float(x.mean())}
+    sums, counts = np.bincount(codes, weights=x), np.bincount(codes).astype(np.float64)
+    pick = np.random.default_rng(seed).integers(0, n_groups, size=(n_boot, n_groups))
+    means = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
+    return {**out, "low": float(low), "high": float(high)}
 
 
 def paired_tests(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:

@@ -1,4 +1,9 @@
-"""k-fold cross-validation: ``data.split.folds: k`` without ``data.split.fold`` runs every fold.
+"""Runs made of sub-runs: k-fold cross-validation and repeated training seeds.
+
+``data.split.folds: k`` without ``data.split.fold`` runs every fold; ``seeds: [0, 1, 2]`` (or ``umsrep fit
+--seeds 0,1,2``) trains the same recipe once per training seed on one split (``data.split.seed``, default the
+recipe's ``seed``), in ``<run>/seed<s>/``, and the parent's ``metrics.json`` gets a ``seeds`` section of the same
+form as ``cv`` (per approach, task and test metric: values per seed, mean and sample SD).
 
 Each fold is a complete run in ``<run>/fold<i>/`` (its own recipe with ``data.split.fold: i``, model, metrics
 and report), made by the same :func:`umsrep.train.fit.fit`. The parent run directory gets a ``metrics.json``
@@ -17,13 +22,12 @@ import time
 
 import umsrep
 from umsrep.evaluate.report import render_cv_markdown
+from umsrep.evaluate.scores import MAIN, approach_summary
 from umsrep.evaluate.stats import mean_sd, paired_tests
 from umsrep.recipe import Recipe, dump_recipe
 from umsrep.rundir import RunDir
-from umsrep.train.compare import approach_summary
 
 SKIP = ("n", "predict_time_s")
-MAIN = {"segmentation": "dice", "classification": "accuracy"}
 
 
 def fold_recipe(recipe: Recipe, fold: int) -> Recipe:
@@ -39,11 +43,24 @@ def approaches_of(m: dict) -> dict:
                                    "parameters": {"total": m["parameters"]["model_total"]}}}
 
 
+def seed_recipe(recipe: Recipe, seed: int) -> Recipe:
+    """One training seed of a ``seeds`` run: the split stays the parent's (``data.split.seed``)."""
+    split = recipe.data.split.model_copy(update={"seed": recipe.split_seed})
+    return recipe.model_copy(update={"seed": seed, "seeds": None,
+                                     "data": recipe.data.model_copy(update={"split": split})})
+
+
 def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
     """The ``cv`` section from the folds' metrics.json contents (same approaches and tasks in every fold)."""
-    per_fold = [approaches_of(m) for m in fold_metrics]
+    return {"folds": len(fold_metrics), **summarize_runs(fold_metrics, recipe)}
+
+
+def summarize_runs(run_metrics: list, recipe: Recipe) -> dict:
+    """Per approach, task and test metric over sub-runs: values, mean and sample SD; paired tests between
+    approaches of each task's main metric."""
+    per_fold = [approaches_of(m) for m in run_metrics]
     names = list(per_fold[0])
-    out = {"folds": len(fold_metrics), "approaches": {}, "tests": {}}
+    out = {"approaches": {}, "tests": {}}
     for a in names:
         tasks = {}
         for task in per_fold[0][a]["tasks"]:
@@ -68,34 +85,58 @@ def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
 
 
 def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
-    """Every fold of ``recipe`` into ``run``; ``fit_one(recipe, run, log)`` trains one (:func:`umsrep.train.fit.fit`,
-    passed in so this module does not import it back)."""
+    """Every fold of ``data.split.folds`` as a sub-run ``fold<i>/``; ``fit_one(recipe, run, log)`` trains one
+    (:func:`umsrep.train.fit.fit`, passed in so this module does not import it back)."""
     k = recipe.data.split.folds
+    subs = [(f"fold{f}", f"fold {f + 1}/{k}", fold_recipe(recipe, f)) for f in range(k)]
     t0 = time.perf_counter()
-    created = time.strftime("%Y-%m-%dT%H:%M:%S")
-    run.write_text(RunDir.RECIPE, dump_recipe(recipe))
-    meta = {"name": recipe.name, "kind": "cross_validation", "folds": k, "created": created,
-            "umsrep_version": umsrep.__version__}
-    run.write_json(RunDir.RUN, {**meta, "status": "training"})
-    fold_metrics = []
-    for f in range(k):
-        sub = RunDir(run.path / f"fold{f}")
-        if sub.is_complete:
-            log(f"=== fold {f + 1}/{k}: finished before, kept ({sub.path})")
-            fold_metrics.append(sub.read_json(RunDir.METRICS))
-            continue
-        log(f"=== fold {f + 1}/{k} ({sub.path})")
-        sub.path.mkdir(parents=True, exist_ok=True)
-        fold_metrics.append(fit_one(fold_recipe(recipe, f), sub, log=log))
+    fold_metrics = fit_subruns(recipe, run, subs, fit_one, {"kind": "cross_validation", "folds": k}, log)
     cv = summarize_folds(fold_metrics, recipe)
-    metrics = {"cv": cv, "run": {"name": recipe.name, "modality": recipe.modality, "folds": k,
-                                 "strategy": recipe.strategy.kind, "wall_time_s": round(time.perf_counter() - t0, 2),
-                                 "umsrep_version": umsrep.__version__}}
+    return _finish(recipe, run, "cv", cv, {"folds": k}, {"kind": "cross_validation", "folds": k}, t0, log)
+
+
+def fit_seeds(recipe: Recipe, run: RunDir, log=print, fit_one=None) -> dict:
+    """The recipe once per training seed of ``recipe.seeds`` (sub-runs ``seed<s>/``), all on one split."""
+    seeds = list(recipe.seeds)
+    subs = [(f"seed{s}", f"seed {s} ({i + 1}/{len(seeds)})", seed_recipe(recipe, s)) for i, s in enumerate(seeds)]
+    meta = {"kind": "seeds", "seeds": seeds}
+    t0 = time.perf_counter()
+    runs = fit_subruns(recipe, run, subs, fit_one, meta, log)
+    section = {"seeds": seeds, "split_seed": recipe.split_seed, **summarize_runs(runs, recipe)}
+    return _finish(recipe, run, "seeds", section, {"seeds": seeds}, meta, t0, log)
+
+
+def fit_subruns(recipe: Recipe, run: RunDir, subs, fit_one, meta: dict, log=print) -> list:
+    """Train each ``(folder, label, recipe)`` of ``subs`` as a complete run in ``<run>/<folder>/``; finished
+    sub-runs are kept (resume), the first unfinished one continues from its checkpoints."""
+    run.write_text(RunDir.RECIPE, dump_recipe(recipe))
+    run.write_json(RunDir.RUN, {"name": recipe.name, **meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                "umsrep_version": umsrep.__version__, "status": "training"})
+    out = []
+    for folder, label, sub_recipe in subs:
+        sub = RunDir(run.path / folder)
+        if sub.is_complete:
+            log(f"=== {label}: finished before, kept ({sub.path})")
+            out.append(sub.read_json(RunDir.METRICS))
+            continue
+        log(f"=== {label} ({sub.path})")
+        sub.path.mkdir(parents=True, exist_ok=True)
+        out.append(fit_one(sub_recipe, sub, log=log))
+    return out
+
+
+def _finish(recipe, run, key, section, run_extra, meta, t0, log):
+    metrics = {key: section, "run": {"name": recipe.name, "modality": recipe.modality, **run_extra,
+                                     "strategy": recipe.strategy.kind,
+                                     "wall_time_s": round(time.perf_counter() - t0, 2),
+                                     "umsrep_version": umsrep.__version__}}
     run.write_json(RunDir.METRICS, metrics)
     run.write_text(RunDir.REPORT, render_cv_markdown(metrics))
-    run.write_json(RunDir.RUN, {**meta, "status": "complete", "wall_time_s": metrics["run"]["wall_time_s"]})
-    for task, pairs in cv["tests"].items():
+    created = run.read_json(RunDir.RUN).get("created")
+    run.write_json(RunDir.RUN, {"name": recipe.name, **meta, "created": created, "umsrep_version": umsrep.__version__,
+                                "status": "complete", "wall_time_s": metrics["run"]["wall_time_s"]})
+    for task, pairs in section["tests"].items():
         for pair, r in pairs.items():
-            log(f"cv {task} {r['metric']} {pair}: mean difference {r['mean_difference']:+.4f}, paired t-test "
+            log(f"{key} {task} {r['metric']} {pair}: mean difference {r['mean_difference']:+.4f}, paired t-test "
                 f"p={r['t_test']['p_value']:.3g}, Wilcoxon p={r['wilcoxon']['p_value']:.3g}")
     return metrics

@@ -16,9 +16,12 @@ import umsrep
 from umsrep.data import pipeline
 from umsrep.data.noise import noise_levels, random_noise
 from umsrep.data.prepare import SPLITS, prepare
+from umsrep.data.splits import write_split_file
 from umsrep.evaluate.evaluate import evaluate_model
-from umsrep.evaluate.html import write_html_report
+from umsrep.evaluate.html import PREVIEW_FILE, write_html_report
+from umsrep.evaluate.predictions import approach_dir
 from umsrep.evaluate.report import render_markdown
+from umsrep.evaluate.scores import approach_summary, compare_approaches
 from umsrep.io import save_keras
 from umsrep.models import HEADS, ImageSpec
 from umsrep.models import build_encoder as build_encoder_model
@@ -31,11 +34,11 @@ from umsrep.recipe import Recipe, dump_recipe, task_head
 from umsrep.registry import STRATEGIES
 from umsrep.rundir import RunDir
 from umsrep.train.checkpoint import Checkpoints
-from umsrep.train.compare import approach_summary, compare_approaches
 from umsrep.train.distribute import make_strategy
 from umsrep.train.engine import SingleTask, TaskStream, make_optimizer, run_stage
 from umsrep.train.strategies import FineTune
 from umsrep.transforms import augmentation, log_augmentation
+from umsrep.transforms.compose import preview_sets, write_previews
 
 
 def build_encoder(recipe, mean, std, name="encoder"):
@@ -195,12 +198,17 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
 
 
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
-    """Train and evaluate ``recipe`` into ``run``; with ``data.split.folds`` and no ``fold``, every fold
-    (:mod:`umsrep.train.crossval`). Continues from the run's checkpoints when it has any."""
+    """Train and evaluate ``recipe`` into ``run``; with ``data.split.folds`` and no ``fold``, every fold, with
+    ``seeds`` every training seed (:mod:`umsrep.train.crossval`). Continues from the run's checkpoints when it
+    has any."""
     if recipe.data.split.folds is not None and recipe.data.split.fold is None:
         from umsrep.train.crossval import fit_folds
 
         return fit_folds(recipe, run, log, fit_one=fit)
+    if recipe.seeds:
+        from umsrep.train.crossval import fit_seeds
+
+        return fit_seeds(recipe, run, log, fit_one=fit)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(recipe.precision)
     try:
@@ -223,6 +231,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
         "sources": {k: {"root": s.config.root or "synthetic", **{sp: s.names(sp) for sp in SPLITS},
                         "skipped": [vars(x) for x in s.data.skipped]} for k, s in sources.items()},
         "tasks": {n: td.source.key for n, td in tasks.items()}})
+    write_split_file(run / RunDir.SPLIT_FILE, rep_source.data.files, rep_source.split)  # data.split.file reuses it
 
     log_augmentation(recipe, log)
     x_rep = rep_source.data.images[rep_source.split["train"]]
@@ -266,7 +275,8 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                 main_model = full
             log(f"model saved: {path} ({full.count_params():,} parameters)")
             outcomes[kind] = {}
-            results[kind] = evaluate_model(full, recipe, tasks, rep_source, log=log, outcomes=outcomes[kind])
+            results[kind] = evaluate_model(full, recipe, tasks, rep_source, approach_dir(run.path, kind), log=log,
+                                           outcomes=outcomes[kind])
             approaches[kind] = {**approach_summary(rep_stage + list(stages_k.values()), results[kind]["tasks"]),
                                 "parameters": {"total": count_parameters(full)["total"]}}
         if recipe.baseline:
@@ -275,7 +285,8 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                 + (", on denoised images" if "denoise" in rep_heads else ""))
             base_models, costs = _baseline(recipe, encoder, rep_heads, tasks, stages, strategy, stage_log, log, ckpt)
             outcomes["baseline"] = {}
-            results["baseline"] = evaluate_model(base_models, recipe, tasks, rep_source, log=log,
+            results["baseline"] = evaluate_model(base_models, recipe, tasks, rep_source,
+                                                 approach_dir(run.path, "baseline"), log=log,
                                                  outcomes=outcomes["baseline"])
             approaches["baseline"] = {**approach_summary(list(costs.values()), results["baseline"]["tasks"]),
                                       "models": costs,
@@ -306,8 +317,9 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                       "wall_time_s": round(time.perf_counter() - t_run, 2), "umsrep_version": umsrep.__version__}
     run.write_json(RunDir.METRICS, metrics)
     run.write_text(RunDir.REPORT, render_markdown(metrics))
+    write_previews(run.path / PREVIEW_FILE, preview_sets(recipe, tasks, rep_source))
     if recipe.output.html:
-        write_html_report(run, metrics, full, recipe, tasks, rep_source, log=log)
+        write_html_report(run, metrics, approach_dir(run.path, kinds[0]), log=log)
     run.write_json(RunDir.RUN, {**run_meta(recipe, pre, "denoise" in heads, "complete", created),
                                 "wall_time_s": metrics["run"]["wall_time_s"]})
     return metrics

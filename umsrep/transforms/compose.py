@@ -197,3 +197,39 @@ def preview_sets(recipe, tasks, rep_source, n: int = 4, draws: int = 3) -> list:
         aug = preview(cfg, x[:n], y, seed=recipe.seed, draws=draws)
         out.append((f"{name}: {cfg.summary()}", x[:n], y, *aug))
     return out
+
+
+def write_previews(path, previews) -> None:
+    """Save :func:`preview_sets`' output as one compressed ``.npz`` (nothing when there is no augmentation)."""
+    import io
+
+    import numpy as np
+
+    from umsrep.io import write_bytes
+
+    if not previews:
+        return
+    arrays = {"titles": np.asarray([p[0] for p in previews])}
+    for i, (_, x, y, xa, ya) in enumerate(previews):
+        arrays.update({f"{i}.x": x, f"{i}.xa": xa})
+        arrays.update({f"{i}.y": y} if y is not None else {})
+        arrays.update({f"{i}.ya": ya} if ya is not None else {})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: (v.astype(np.float16) if v.dtype.kind == "f" else v) for k, v in arrays.items()})
+    write_bytes(path, buf.getvalue())
+
+
+def read_previews(path) -> list:
+    """The previews :func:`write_previews` saved, as ``(title, x, y, xa, ya)`` tuples; [] when there are none."""
+    from pathlib import Path
+
+    import numpy as np
+
+    if not Path(path).is_file():
+        return []
+    with np.load(path, allow_pickle=False) as z:
+        def get(i, k):
+            return z[f"{i}.{k}"].astype(np.float32) if f"{i}.{k}" in z.files else None
+
+        return [(str(title), get(i, "x"), get(i, "y"), get(i, "xa"), get(i, "ya"))
+                for i, title in enumerate(z["titles"])]
