@@ -47,6 +47,12 @@ class EarlyStoppingConfig(Strict):
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0)
     restore_best: bool = True
+    monitor: Literal["loss", "metric"] = Field(
+        "loss", description="what picks the best epoch and stops: the validation loss, or the validation metric "
+                            "(segmentation: mean Dice per image; classification: MCC; several tasks: their mean, "
+                            "weighted as the joint weights; the loss where a stage has no metric)")
+    min_epochs: int = Field(0, ge=0, description="never stop before this epoch (a small, noisy validation split "
+                                                 "can otherwise stop training in its first epochs)")
 
 
 # fields every lr_schedule of older recipes repeated (kind: constant included), with their unused values
@@ -134,6 +140,10 @@ class EncoderSettings(RepresentationSettings):
     filters: Optional[List[int]] = Field(None, min_length=1, description="encoder widths (default: the "
                                                                          "architecture's, see docs/architectures.md)")
     kernel_size: int = Field(3, ge=1, le=15, description="encoder convolution kernel size (paper search: 3, 5, 7)")
+    decoder: Literal["unet", "symmetric"] = Field(
+        "unet", description="train: denoising — the denoising decoder: unet (skip connections from every level and the "
+                            "image at full resolution; denoises at every noise level) or symmetric (the UMS-Rep "
+                            "paper's skip-less decoder, which blurs: for reproducing the paper)")
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ Importing :mod:`umsrep` registers the custom Keras layers (:func:`register_keras
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -87,9 +88,14 @@ class Head:
     encoders: Optional[Tuple[str, ...]] = None
     default: bool = False
 
-    def build(self, spec, input_size, *, name: str, n_classes: int = 1, settings=None, **fields):
+    def build(self, spec, input_size, *, name: str, n_classes: int = 1, settings=None, image_channels: int = 1,
+              **fields):
+        """``image_channels`` reaches builders that take it: heads that read the image itself (input ``image``)."""
         settings = settings if settings is not None else self.Settings(**fields)
-        return _resolve(self.builder)(settings, spec, tuple(input_size), name=name, n_classes=n_classes)
+        builder = _resolve(self.builder)
+        extra = ({"image_channels": int(image_channels)}
+                 if "image_channels" in inspect.signature(builder).parameters else {})
+        return builder(settings, spec, tuple(input_size), name=name, n_classes=n_classes, **extra)
 
 
 def build_encoder(settings, image: ImageSpec, name: str = "encoder"):
@@ -97,9 +103,10 @@ def build_encoder(settings, image: ImageSpec, name: str = "encoder"):
     return ENCODERS.get(settings.kind).build(image, settings, name)
 
 
-def build_head(settings, spec, input_size, *, name: str, n_classes: int):
+def build_head(settings, spec, input_size, *, name: str, n_classes: int, image_channels: int = 1):
     """The head of (resolved, see :func:`resolve_head`) head settings ``settings``."""
-    return HEADS.get(settings.kind).build(spec, input_size, name=name, n_classes=n_classes, settings=settings)
+    return HEADS.get(settings.kind).build(spec, input_size, name=name, n_classes=n_classes, settings=settings,
+                                          image_channels=image_channels)
 
 
 def own_head(encoder_kind: Optional[str], task_type: str) -> str:

@@ -2,8 +2,9 @@
 
 An encoder maps an image to a list of feature maps, one per resolution, shallowest first; a head is a functional
 ``keras.Model`` named ``head_<task>`` whose inputs are the pyramid levels it reads, named ``p<level>``
-(0 = shallowest). :func:`attach` wires any head to any encoder by those names, so one mechanism serves the
-denoising decoder, segmentation decoders and classifiers.
+(0 = shallowest), plus optionally ``image``: the model's input image itself (full resolution, in [0, 1]), which the
+U-Net decoders concatenate at their last, full-resolution step. :func:`attach` wires any head to any encoder by
+those names, so one mechanism serves the denoising decoder, segmentation decoders and classifiers.
 """
 
 from __future__ import annotations
@@ -21,13 +22,30 @@ def level_inputs(spec, levels):
     return {lv: keras.Input(shape=spec[lv], name=f"p{lv}") for lv in levels}
 
 
+IMAGE = "image"  # the input name of a head that reads the image itself
+
+
+def image_input(input_size, channels):
+    """The ``image`` input of a head (see :data:`IMAGE`)."""
+    return keras.Input(shape=(*input_size, channels), name=IMAGE)
+
+
+def _input_name(t) -> str:
+    return t.name.split(":")[0]
+
+
 def head_levels(head):
-    """Pyramid levels a head reads, from its input names ``p<level>``."""
-    return [int(t.name.split(":")[0][1:]) for t in head.inputs]
+    """Pyramid levels a head reads, from its input names ``p<level>`` (the ``image`` input is not a level)."""
+    return [int(n[1:]) for n in map(_input_name, head.inputs) if n != IMAGE]
 
 
-def _apply(head, feats):
-    args = [feats[lv] for lv in head_levels(head)]
+def head_inputs(head, feats, image):
+    """The tensors a head reads, in the order of its inputs: pyramid levels from ``feats``, ``image`` itself."""
+    return [image if _input_name(t) == IMAGE else feats[int(_input_name(t)[1:])] for t in head.inputs]
+
+
+def _apply(head, feats, image):
+    args = head_inputs(head, feats, image)
     return head(args if len(args) > 1 else args[0])
 
 
@@ -35,10 +53,10 @@ def attach(encoder, heads, name="umsrep"):
     """One functional model: image -> {head name: output}, sharing ``encoder`` (a nested sub-model)."""
     image = keras.Input(shape=encoder.input_shape[1:], name="image")
     feats = encoder(image)
-    return keras.Model(image, {h: _apply(head, feats) for h, head in heads.items()}, name=name)
+    return keras.Model(image, {h: _apply(head, feats, image) for h, head in heads.items()}, name=name)
 
 
 def attach_one(encoder, head):
     """image -> the output of one head (the model a single-task stage trains and evaluates)."""
     image = keras.Input(shape=encoder.input_shape[1:], name="image")
-    return keras.Model(image, _apply(head, encoder(image)), name=f"{head.name}_model")
+    return keras.Model(image, _apply(head, encoder(image), image), name=f"{head.name}_model")

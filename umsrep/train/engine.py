@@ -72,6 +72,42 @@ class TaskStream:
     val_ds: Optional[tf.data.Dataset] = None
     val_steps: int = 0
     head_variables: List[tf.Variable] = field(default_factory=list)
+    metric: Optional[str] = None        # validation metric: "dice" (segmentation) or "mcc" (classification)
+    n_classes: int = 0                  # the head's output channels (metric statistics)
+    threshold: float = 0.5              # binary segmentation threshold
+
+
+def metric_stats(metric, y, pred, n_classes, threshold=0.5):
+    """Per-batch sufficient statistics of a validation metric (summed over batches and replicas):
+    ``dice`` -> [sum over images of the mean Dice of the foreground classes (both empty -> 1)], the definition of
+    :func:`umsrep.evaluate.metrics.dice_per_image`; ``mcc`` -> the flattened confusion matrix."""
+    if metric == "mcc":
+        t = tf.reshape(tf.cast(y, tf.int32), [-1])
+        p = tf.argmax(pred, axis=-1, output_type=tf.int32)
+        return tf.reshape(tf.cast(tf.math.confusion_matrix(t, p, num_classes=n_classes), tf.float32), [-1])
+    y = tf.cast(y, tf.int32)
+    if len(y.shape) == 4:
+        y = y[..., 0]
+    if n_classes == 1:
+        p, t, k = tf.cast(pred[..., 0] > threshold, tf.int32), tf.cast(y > 0, tf.int32), 1
+    else:
+        p, t, k = tf.argmax(pred, axis=-1, output_type=tf.int32), y, n_classes - 1
+    dice = []
+    for c in range(1, k + 1):
+        a, b = tf.cast(t == c, tf.float32), tf.cast(p == c, tf.float32)
+        inter, size = tf.reduce_sum(a * b, [1, 2]), tf.reduce_sum(a, [1, 2]) + tf.reduce_sum(b, [1, 2])
+        dice.append(tf.where(size > 0, 2 * inter / tf.maximum(size, 1.0), 1.0))
+    return tf.reshape(tf.reduce_sum(tf.reduce_mean(tf.stack(dice, -1), -1)), [1])
+
+
+def metric_value(metric, stats, n) -> float:
+    """The validation metric from its summed statistics (:func:`metric_stats`) over ``n`` images."""
+    if metric == "dice":
+        return float(stats[0] / max(n, 1.0))
+    from umsrep.evaluate.metrics import _mcc_from_cm
+
+    k = int(round(len(stats) ** 0.5))
+    return float(_mcc_from_cm(np.asarray(stats, np.float64).reshape(k, k)))
 
 
 class Trainer:
@@ -96,12 +132,18 @@ class Trainer:
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     def _make_eval(self, s: TaskStream):
+        """A distributed step over one validation batch: [loss * n, n, metric statistics...], summed."""
         model, loss_fn = s.model, s.loss_fn
+        n_stats = 0 if s.metric is None else (1 if s.metric == "dice" else s.n_classes ** 2)
 
         def replica(x, y):
             n = tf.shape(x)[0]
-            loss = tf.cond(n > 0, lambda: loss_fn(y, model(x, training=False)), lambda: tf.constant(0.0))
-            return tf.stack([loss * tf.cast(n, tf.float32), tf.cast(n, tf.float32)])
+            pred = model(x, training=False)
+            loss = tf.cond(n > 0, lambda: loss_fn(y, pred), lambda: tf.constant(0.0))
+            head = tf.stack([loss * tf.cast(n, tf.float32), tf.cast(n, tf.float32)])
+            if not n_stats:
+                return head
+            return tf.concat([head, metric_stats(s.metric, y, pred, s.n_classes, s.threshold)], 0)
 
         @tf.function(reduce_retracing=True)
         def step(batch):
@@ -151,15 +193,20 @@ class Trainer:
         self._train_iters = {}
 
     def validate(self) -> Dict[str, float]:
-        out = {}
+        """Each task's mean validation loss; its validation metric (streams that have one) in
+        :attr:`val_metrics`."""
+        out, self.val_metrics = {}, {}
         for s in self.streams:
             if s.val_ds is None:
                 continue
             it = iter(self._dist(s.val_ds))
-            total = np.zeros(2)
+            total = None
             for _ in range(s.val_steps):
-                total += self._val_fns[s.name](next(it)).numpy()
+                step = self._val_fns[s.name](next(it)).numpy()
+                total = step if total is None else total + step
             out[s.name] = float(total[0] / max(total[1], 1.0))
+            if s.metric is not None:
+                self.val_metrics[s.name] = metric_value(s.metric, total[2:], total[1])
         return out
 
     # -- to be provided by each trainer ------------------------------------------------------------
@@ -269,6 +316,16 @@ class Stage:
         self.history: List[dict] = []
         self.wall_time_s = 0.0
         self.stop = False                     # set by a handler (early stopping) to end the stage
+        self.metrics: Dict[str, float] = {}   # this epoch's validation metric per task (streams that have one)
+
+    def monitored_metric(self, tasks=None) -> Optional[float]:
+        """This epoch's validation metric of ``tasks`` (default: all that have one), averaged with the trainer's
+        monitor weights; None when no task has a metric."""
+        tasks = [t for t in (self.metrics if tasks is None else tasks) if t in self.metrics]
+        if not tasks:
+            return None
+        w = {t: self.task_weights.get(t, 1.0) for t in tasks}
+        return float(sum(w[t] * self.metrics[t] for t in tasks) / max(sum(w.values()), 1e-12))
 
     def monitored(self, tasks=None) -> float:
         """This epoch's monitored validation loss of ``tasks`` (default: all): one task's loss, or the sum of each
@@ -297,6 +354,10 @@ class Stage:
             n = state["arrays"].get(h.name, 0)
             h.set_arrays(arrays[i:i + n])
             i += n
+
+
+def trainer_metric(trainer, task) -> str:
+    return next(s.metric for s in trainer.streams if s.name == task)
 
 
 def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_dir=None, checkpoints=None,
@@ -334,6 +395,7 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
         val = trainer.validate()
         # monitor validation losses, or training losses for tasks without a validation split
         stage.watched = {s.name: val.get(s.name, logs.get(f"loss/{s.name}", logs["loss"])) for s in trainer.streams}
+        stage.metrics = dict(getattr(trainer, "val_metrics", {}))
         stage.first = stage.first or dict(stage.watched)
         trainer.on_epoch_end(logs)
         lrs = {k: float(keras.ops.convert_to_numpy(o.learning_rate)) for k, o in opts.items()}
@@ -342,12 +404,15 @@ def run_stage(trainer: Trainer, cfg, *, log: Callable[[str], None] = print, log_
         rec = {"epoch": epoch, **logs, "val_loss": (float(sum(val.values())) if val else None),
                **({f"val_loss/{t}": v for t, v in val.items()} if len(trainer.streams) > 1 else {}),
                **({"monitored": monitored} if len(trainer.streams) > 1 else {}),
+               **{f"val_{trainer_metric(trainer, t)}/{t}": v for t, v in stage.metrics.items()},
                **({"lr": next(iter(lrs.values()))} if len(lrs) == 1 else {f"lr/{k}": v for k, v in lrs.items()}),
                "time_s": time.perf_counter() - t0}
         stage.history.append(rec)
         keys = ("loss", "val_loss", "weight/") if len(trainer.streams) > 1 else ("loss", "val_loss")
         shown = "  ".join(f"{k} {v:.4f}" for k, v in rec.items()
-                          if (k in keys or (len(keys) == 3 and k.startswith(keys))) and isinstance(v, float))
+                          if (k in keys or (len(keys) == 3 and k.startswith(keys)) or k.startswith(("val_dice/",
+                                                                                                  "val_mcc/")))
+                          and isinstance(v, float))
         log(f"[{name}] epoch {epoch}/{cfg.epochs}  {shown}  lr {min(lrs.values()):.2e}  {rec['time_s']:.1f}s")
         stage.epoch = epoch
         stage.wall_time_s = time.perf_counter() - t_start

@@ -48,8 +48,14 @@ def build_encoder(recipe, mean, std, name="encoder"):
     return build_encoder_model(recipe.representation, image, name=name)
 
 
-def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None, head_variables=(), augment=None):
-    """``augment`` (data.augment) runs on the training split only, before ``map_fn``."""
+#: a validation split smaller than this is reported as too small to steer training alone
+SMALL_VAL = 30
+
+
+def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None, head_variables=(), augment=None,
+            task=None, log=None):
+    """``augment`` (data.augment) runs on the training split only, before ``map_fn``. ``task`` (a task's settings)
+    gives the stream its validation metric: Dice for segmentation, MCC for classification."""
     steps = cfg.steps_per_epoch or pipeline.steps(len(x_tr), cfg.batch_size)
     train_ds = pipeline.train_dataset(x_tr, y_tr, batch_size=cfg.batch_size, seed=seed,
                                       map_fn=augmentation(augment, map_fn))
@@ -57,14 +63,23 @@ def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None
     if len(x_va):
         val_ds = pipeline.eval_dataset(x_va, y_va, batch_size=cfg.batch_size, map_fn=map_fn, seed=seed + 1)
         val_steps = pipeline.steps(len(x_va), cfg.batch_size)
-    return TaskStream(name, model, loss_fn, train_ds, steps, val_ds, val_steps, list(head_variables))
+    metric = {}
+    if task is not None:
+        k = len(task.classes)
+        metric = ({"metric": "dice", "n_classes": k if k == 1 else k + 1, "threshold": task.threshold}
+                  if task.type == "segmentation" else {"metric": "mcc", "n_classes": k})
+        es = cfg.early_stopping
+        if log is not None and 0 < len(x_va) < SMALL_VAL and es is not None and not es.min_epochs:
+            log(f"warning: {name!r} has {len(x_va)} validation images: early stopping and the learning-rate schedule "
+                f"may react to noise; consider early_stopping.min_epochs / monitor: metric, or a larger val split")
+    return TaskStream(name, model, loss_fn, train_ds, steps, val_ds, val_steps, list(head_variables), **metric)
 
 
-def build_head(task_name, task, spec, input_size, encoder_kind="denoising_autoencoder"):
+def build_head(task_name, task, spec, input_size, encoder_kind="denoising_autoencoder", image_channels=1):
     """Task ``task_name``'s head on a pyramid ``spec`` of encoder architecture ``encoder_kind`` (``head.kind: auto``
     resolved for it; RecipeError naming the field when the head does not fit)."""
     return build_head_model(task_head(task_name, task, encoder_kind), spec, input_size, name=task_name,
-                            n_classes=len(task.classes))
+                            n_classes=len(task.classes), image_channels=image_channels)
 
 
 def run_meta(recipe: Recipe, pre: dict, has_denoise: bool, status: str, created: str) -> dict:
@@ -94,7 +109,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         save_encoder(encoder, run.encoder_dir, pre)
         return encoder, pre
     if rep.training == "denoising":
-        heads["denoise"] = HEADS.get("denoise").build(spec, size, name="denoise", channels=ch)
+        heads["denoise"] = HEADS.get("denoise").build(spec, size, name="denoise", channels=ch, decoder=rep.decoder)
         model = attach_one(encoder, heads["denoise"])
         levels = noise_levels(rep.noise)
         log(f"representation: {rep.kind} encoder + denoising decoder, {model.count_params():,} parameters, "
@@ -114,12 +129,12 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         head = task_head(tname, task, rep.kind)
         if "dropout" in type(head).model_fields:
             task = task.model_copy(update={"head": head.model_copy(update={"dropout": rep.dropout})})
-        heads[tname] = build_head(tname, task, spec, size, rep.kind)
+        heads[tname] = build_head(tname, task, spec, size, rep.kind, ch)
         model = attach_one(encoder, heads[tname])
         log(f"representation: {rep.kind} encoder trained with task {tname!r}, {model.count_params():,} parameters")
         (x_tr, y_tr), (x_va, y_va) = tasks[tname].arrays("train"), tasks[tname].arrays("val")
         stream = _stream("representation", model, build_loss(task.type, task.loss), rep, x_tr, y_tr, x_va, y_va,
-                         recipe.seed, augment=recipe.task_data(tname).augment)
+                         recipe.seed, augment=recipe.task_data(tname).augment, task=task, log=log)
     trainer = SingleTask("representation", stream, model.trainable_variables, make_optimizer(rep.optimizer),
                          strategy)
     res = run_stage(trainer, rep, log=log, log_dir=stage_log("representation"), checkpoints=ckpt)
@@ -147,14 +162,14 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
         if name in heads and not plugin.trains_representation_head:
             continue  # the supervised representation's own head is already trained
         if name not in heads:
-            heads[name] = build_head(name, task, spec, size, encoder_kind)
+            heads[name] = build_head(name, task, spec, size, encoder_kind, recipe.data.channels)
         model = attach_one(encoder, heads[name])
         (x_tr, y_tr), (x_va, y_va) = tasks[name].arrays("train"), tasks[name].arrays("val")
         log(f"head {name!r} ({task.type}, {len(task.classes)} classes): {heads[name].count_params():,} "
             f"parameters, {len(x_tr)} train / {len(x_va)} val images")
         streams.append(_stream(name, model, build_loss(task.type, task.loss), task, x_tr, y_tr, x_va, y_va,
                                recipe.seed + 7 * (i + 1), head_variables=heads[name].trainable_variables,
-                               augment=recipe.task_data(name).augment))
+                               augment=recipe.task_data(name).augment, task=task, log=log))
     ctx = FineTune(kind, recipe, encoder, heads, streams, tasks, strategy, stage_log, log, ckpt, stages)
     plugin.fine_tune(ctx)
 
@@ -181,12 +196,12 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
             x_tr, x_va = pipeline.predict(clean, x_tr), pipeline.predict(clean, x_va) if len(x_va) else x_va
         # same architecture, random init, its own normalisation statistics from its (denoised) training images
         enc = build_encoder(recipe, float(x_tr.mean()), float(x_tr.std()), name=f"baseline_{name}_encoder")
-        head = build_head(name, task, pyramid_spec(enc), size, recipe.representation.kind)
+        head = build_head(name, task, pyramid_spec(enc), size, recipe.representation.kind, ch)
         model = attach_one(enc, head)
         log(f"baseline model {name!r}: {model.count_params():,} parameters, trained from scratch"
             + (" on denoised images" if denoiser is not None else ""))
         stream = _stream(name, model, build_loss(task.type, task.loss), task, x_tr, y_tr, x_va, y_va,
-                         recipe.seed + 101 * (i + 1), augment=recipe.task_data(name).augment)
+                         recipe.seed + 101 * (i + 1), augment=recipe.task_data(name).augment, task=task)
         res = run_stage(SingleTask(f"baseline/{name}", stream, model.trainable_variables,
                                    make_optimizer(task.optimizer), strategy), task, log=log,
                         log_dir=stage_log(f"baseline_{name}"), checkpoints=ckpt)

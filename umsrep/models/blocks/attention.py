@@ -17,12 +17,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from umsrep.models.blocks.conv import BN_MOMENTUM  # noqa: E402  (one value for every block)
 from umsrep.models.blocks.norm import FusedBatchNormalization
-
-# BatchNorm momentum of the seed-architecture blocks: trained from scratch on a few hundred images, their moving
-# statistics must settle within a few hundred steps (Keras' default 0.99 needs ~500); measured on BUSI, 0.99 left
-# the inference-mode outputs of the lightweight classifier degenerate after 9 epochs.
-BN_MOMENTUM = 0.9
 
 
 @keras.saving.register_keras_serializable(package="umsrep")

@@ -6,8 +6,12 @@ from keras import layers
 
 from umsrep.models.blocks.norm import FusedBatchNormalization
 
+#: BatchNorm momentum of every block: 0.9 (Keras' default 0.99 leaves the running variance of a model trained for
+#: a few hundred steps far from the layers' real input statistics, so inference mode degenerates)
+BN_MOMENTUM = 0.9
 
-def conv_bn_relu(x, filters, *, strides=1, dilation=1, kernel=3, name, batchnorm=True, bn_momentum=0.99):
+
+def conv_bn_relu(x, filters, *, strides=1, dilation=1, kernel=3, name, batchnorm=True, bn_momentum=BN_MOMENTUM):
     """3x3 conv (no bias when followed by BN) + BatchNorm + ReLU; every layer gets a stable name."""
     x = layers.Conv2D(filters, kernel, strides=strides, dilation_rate=dilation, padding="same",
                       use_bias=not batchnorm, name=f"{name}_conv")(x)
@@ -16,7 +20,7 @@ def conv_bn_relu(x, filters, *, strides=1, dilation=1, kernel=3, name, batchnorm
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def residual_block(x, filters, *, strides=1, dilation=1, kernel=3, name, bn_momentum=0.99):
+def residual_block(x, filters, *, strides=1, dilation=1, kernel=3, name, bn_momentum=BN_MOMENTUM):
     """Two conv + BN (ReLU between), added to the input (1x1 conv + BN shortcut when the shape changes), ReLU."""
     shortcut = x
     if strides != 1 or int(x.shape[-1]) != filters:
@@ -30,7 +34,7 @@ def residual_block(x, filters, *, strides=1, dilation=1, kernel=3, name, bn_mome
     return layers.ReLU(name=f"{name}_relu")(y)
 
 
-def aspp(x, filters, *, rates=(1, 6, 12, 18), image_pooling=True, name, bn_momentum=0.99):
+def aspp(x, filters, *, rates=(1, 6, 12, 18), image_pooling=True, name, bn_momentum=BN_MOMENTUM):
     """Atrous spatial pyramid pooling: a 1x1 conv for rate 1, a 3x3 conv with dilation r for every other rate,
     and (optionally) image pooling (GAP -> 1x1 conv -> upsampled back), each + BN + ReLU, concatenated and fused
     by a 1x1 conv + BN + ReLU. Branch convs are named ``{name}_r{rate}_conv``."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
+from pydantic import Field
+
 from umsrep.models import Encoder
 from umsrep.registry import ENCODERS
 from umsrep.settings import EncoderSettings
@@ -17,6 +19,8 @@ from umsrep.settings import EncoderSettings
 
 class DenoisingAutoencoderSettings(EncoderSettings):
     kind: Literal["denoising_autoencoder"] = "denoising_autoencoder"
+    convs_per_level: int = Field(1, ge=1, le=3, description="3x3 conv + BN + ReLU per level: the first with stride 2 "
+                                 "(1 = the paper's encoder; 2 = U-Net-like, a larger receptive field)")
     DEFAULT_TRAINING: ClassVar[str] = "denoising"
     DEFAULT_FILTERS: ClassVar[list] = [32, 64, 128, 256]
 

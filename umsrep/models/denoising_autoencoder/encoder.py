@@ -1,4 +1,5 @@
-"""The denoising autoencoder's encoder: per width a 3x3 stride-2 conv + BN + ReLU (``enc<i>``)."""
+"""The denoising autoencoder's encoder: per width a 3x3 stride-2 conv + BN + ReLU (``enc<i>``), then
+``convs_per_level - 1`` stride-1 ones (``enc<i>_<j>``)."""
 
 from __future__ import annotations
 
@@ -14,5 +15,7 @@ def build(s, image, name="encoder"):
     pyramid = []
     for i, f in enumerate(filters, start=1):
         x = conv_bn_relu(x, f, strides=2, kernel=s.kernel_size, name=f"enc{i}")
+        for j in range(2, s.convs_per_level + 1):
+            x = conv_bn_relu(x, f, kernel=s.kernel_size, name=f"enc{i}_{j}")
         pyramid.append(x)
     return keras.Model(inputs, pyramid, name=name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from umsrep.models.blocks.conv import conv_bn_relu
+from umsrep.models.blocks.conv import BN_MOMENTUM, conv_bn_relu
 from umsrep.models.pyramid import level_inputs
 
 
@@ -16,7 +16,7 @@ def seg_output(n_classes):
 
 
 def build_decoder(spec, input_size, *, out_channels, activation, filters=None, skips=False, name,
-                  out_dtype="float32", attention=False, upsample="nearest", bn_momentum=0.99):
+                  out_dtype="float32", attention=False, upsample="nearest", bn_momentum=BN_MOMENTUM):
     """Symmetric upsampling decoder from the deepest pyramid level back to ``input_size``.
 
     Each step: UpSampling2D to the next shallower level's resolution (then the input's), 3x3 conv + BN +

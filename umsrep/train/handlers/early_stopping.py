@@ -2,9 +2,10 @@
 ``restore_best``), and the stop after ``patience`` epochs without an improvement by more than ``min_delta``.
 
 Without ``early_stopping`` in the recipe the best epoch is still tracked (reported), but training never stops
-early and the last weights are kept. The monitored value is :meth:`value`: today the stage's monitored validation
-loss (lower is better); ``mode`` and ``min_epochs`` are there for monitoring a validation metric and for a
-minimum number of epochs before stopping.
+early and the last weights are kept. The monitored value is :meth:`value`: the stage's monitored validation loss
+(lower is better), or with ``monitor: metric`` its validation metric (:meth:`umsrep.train.engine.Stage.
+monitored_metric`: Dice / MCC, higher is better; the loss for a stage without one, e.g. the denoising
+representation). ``min_epochs``: no stop before that epoch.
 """
 
 from __future__ import annotations
@@ -20,15 +21,21 @@ class EarlyStopping(Handler):
     def __init__(self, cfg, mode: str = "min", min_epochs: int = 0):
         self.cfg = cfg
         self.sign = 1.0 if mode == "min" else -1.0
-        self.min_epochs = min_epochs
+        self.min_epochs = max(min_epochs, getattr(cfg, "min_epochs", 0) or 0)
+        self.use_metric = getattr(cfg, "monitor", "loss") == "metric"
         self.best, self.since_best, self.best_epoch, self.stopped_early = math.inf, 0, 0, False
         self.best_weights = None
 
     def value(self, stage, record) -> float:
-        return stage.monitored()
+        """The value to minimise: the monitored loss, or minus the monitored metric (``monitor: metric``)."""
+        if self.use_metric:
+            m = stage.monitored_metric()
+            if m is not None:
+                return -m
+        return self.sign * stage.monitored()
 
     def on_epoch_end(self, stage, record):
-        v = self.sign * self.value(stage, record)
+        v = self.value(stage, record)
         if v < self.best - (self.cfg.min_delta if self.cfg else 0.0):
             self.best, self.since_best, self.best_epoch = v, 0, record["epoch"]
             self.best_weights = stage.trainer.model.get_weights()  # incl. BatchNorm statistics

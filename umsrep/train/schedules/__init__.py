@@ -44,3 +44,9 @@ class Schedule:
 
     def set_state(self, state: dict):
         pass
+
+
+def warmup_factor(epoch: int, warmup_epochs: int) -> float:
+    """Linear warm-up: epoch 1 of ``warmup_epochs`` runs at 1 / (warmup_epochs + 1) of the rate, rising by as much
+    per epoch; after the warm-up the factor is 1."""
+    return min(1.0, epoch / (warmup_epochs + 1))
