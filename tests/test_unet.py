@@ -115,3 +115,22 @@ def test_schedule_fields_are_validated_by_kind():
                                                                                        "patience": 7}}}}
     with pytest.raises(Exception, match=r"tasks\.seg\.lr_schedule\.patience"):
         parse_recipe(base)
+
+
+def test_representation_extra_data_joins_the_train_splits(tmp_path):
+    from umsrep.data.prepare import prepare
+
+    raw = {"name": "t", "modality": "us", "seed": 1,
+           "data": {"synthetic": {"n": 24, "size": 16, "seed": 0}, "image_size": 16, "group_by": "patient",
+                    "split": {"test": 0.25, "val": 0.25}},
+           "representation": {"kind": "denoising_autoencoder", "filters": [4, 8],
+                              "extra_data": [{"synthetic": {"n": 36, "size": 16, "seed": 5}}]},
+           "tasks": {"lesion": {"type": "segmentation", "classes": ["lesion"]}}}
+    r = parse_recipe(raw)
+    rep, _, sources = prepare(r, tmp_path, log=lambda *_: None)
+    assert len(rep.also) == 1 and len(sources) == 2
+    for split in ("train", "val"):
+        assert len(rep.representation_images(split)) == len(rep.split[split]) + len(rep.also[0].split[split])
+    raw["representation"]["extra_data"] = [{"synthetic": {"n": 36, "size": 16, "seed": 5}, "image_size": 32}]
+    with pytest.raises(Exception, match=r"representation\.extra_data\[0\]: image_size"):
+        parse_recipe(raw)

@@ -630,6 +630,14 @@ class Recipe(Strict):
                     DataConfig(**{**self.data.model_dump(), **t.data})
                 except ValidationError as e:
                     raise ValueError(f"tasks.{name}.data: {_first_message(e)}") from None
+        for i, extra in enumerate(getattr(self.representation, "extra_data", None) or []):
+            where = f"representation.extra_data[{i}]"
+            try:
+                cfg = DataConfig(**{**self.data.model_dump(), **extra})
+            except ValidationError as e:
+                raise ValueError(f"{where}: {_first_message(e)}") from None
+            if (cfg.image_size, cfg.channels) != (self.data.image_size, self.data.channels):
+                raise ValueError(f"{where}: image_size and channels must be the top-level data's (one encoder input)")
         return self
 
     # -- helpers used by the trainer -------------------------------------------------------------
@@ -711,6 +719,11 @@ class Recipe(Strict):
                                  f"{', '.join(kind.params)})")
             out[name] = d
         return out
+
+    def extra_representation_data(self) -> List[DataConfig]:
+        """``representation.extra_data``: the other data sets the representation also trains on."""
+        return [DataConfig(**{**self.data.model_dump(), **d})
+                for d in getattr(self.representation, "extra_data", None) or []]
 
     def task_data(self, task: str) -> DataConfig:
         t = self.tasks[task]

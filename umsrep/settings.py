@@ -9,7 +9,7 @@ architecture or method is refused with one line naming it.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Dict, List, Literal, Optional
+from typing import Annotated, Any, ClassVar, Dict, List, Literal, Optional
 
 from pydantic import (
     BaseModel,
@@ -118,6 +118,10 @@ class RepresentationSettings(TrainConfig):
                                                   "(default: the classification task with most labels)")
     init_from: Optional[str] = Field(None, description="load a trained encoder (run dir or encoder folder) "
                                                        "instead of training one")
+    extra_data: List[Dict[str, Any]] = Field(
+        default_factory=list, description="more data sets the representation also trains on (each an override of "
+                                          "the top-level `data`, like tasks.<t>.data; same image_size and channels): "
+                                          "their train splits join the top-level data's, their val splits its val")
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="rmsprop", learning_rate=1e-3))
 
     @property

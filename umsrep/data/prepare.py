@@ -31,8 +31,14 @@ class Source:
     data: LoadedData
     split: Dict[str, np.ndarray]
 
+    also: List["Source"] = field(default_factory=list)  # representation.extra_data: trained on too
+
     def names(self, which):
         return [self.data.names[i] for i in self.split[which]]
+
+    def representation_images(self, which) -> np.ndarray:
+        """The images of split ``which`` the representation trains on: this source's, then each ``also`` one's."""
+        return np.concatenate([s.data.images[s.split[which]] for s in [self, *self.also]])
 
 
 @dataclass
@@ -163,5 +169,6 @@ def prepare(recipe: Recipe, workdir: Path, log=print):
         return sources[k]
 
     rep_source = get(recipe.data)
+    rep_source.also = [get(cfg) for cfg in recipe.extra_representation_data()]
     tasks = {name: task_data(name, t, get(recipe.task_data(name))) for name, t in recipe.tasks.items()}
     return rep_source, tasks, sources

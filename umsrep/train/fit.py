@@ -118,8 +118,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
         def add_noise(x, y, seed):  # the target is the clean (augmented, when training) image
             return random_noise(x, levels, seed), x
 
-        x_rep = rep_source.data.images[rep_source.split["train"]]
-        x_va = rep_source.data.images[rep_source.split["val"]]
+        x_rep, x_va = rep_source.representation_images("train"), rep_source.representation_images("val")
         stream = _stream("representation", model, LOSSES.get("mse")(), rep, x_rep, x_rep, x_va, x_va, recipe.seed,
                          map_fn=add_noise, augment=recipe.data.augment)
     else:
@@ -249,8 +248,10 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     write_split_file(run / RunDir.SPLIT_FILE, rep_source.data.files, rep_source.split)  # data.split.file reuses it
 
     log_augmentation(recipe, log)
-    x_rep = rep_source.data.images[rep_source.split["train"]]
+    x_rep = rep_source.representation_images("train")
     mean, std = float(x_rep.mean()), float(x_rep.std())
+    if rep_source.also:
+        log(f"representation data: {len(x_rep)} training images from {1 + len(rep_source.also)} data sets")
     stages, heads = {}, {}
     log_dir = (run / RunDir.LOGS) if recipe.output.tensorboard else None
     stage_log = (lambda n: log_dir / n) if log_dir else (lambda n: None)
