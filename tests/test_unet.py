@@ -134,3 +134,39 @@ def test_representation_extra_data_joins_the_train_splits(tmp_path):
     raw["representation"]["extra_data"] = [{"synthetic": {"n": 36, "size": 16, "seed": 5}, "image_size": 32}]
     with pytest.raises(Exception, match=r"representation\.extra_data\[0\]: image_size"):
         parse_recipe(raw)
+
+
+def test_flip_tta_averages_the_mirror_prediction_mapped_back():
+    import tensorflow as tf
+
+    from umsrep.data.pipeline import with_tta
+
+    w = tf.reshape(tf.range(8, dtype=tf.float32), [1, 1, 8, 1])  # left-right asymmetric weights
+
+    def model(x, training=False):
+        return {"seg": x * w, "cls": tf.reduce_sum(x * w, [1, 2, 3])[:, None]}
+
+    x = tf.random.stateless_uniform([2, 4, 8, 1], seed=[1, 2])
+    out = with_tta(model, "flip")(x)
+    mirrored = model(tf.reverse(x, [2]))
+    np.testing.assert_allclose(out["seg"], (x * w + tf.reverse(mirrored["seg"], [2])) / 2, rtol=1e-6)
+    np.testing.assert_allclose(out["cls"], (model(x)["cls"] + mirrored["cls"]) / 2, rtol=1e-6)
+    assert with_tta(model, "none") is model
+    with pytest.raises(ValueError, match="rotate"):
+        with_tta(model, "rotate")
+
+
+def test_evaluate_and_predict_take_flip_tta(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from umsrep.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert main(["evaluate", str(run), "--tta", "flip"]) == 0
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["evaluated"]["tta"] == "flip" and 0 <= ev["tasks"]["lesion"]["test"]["dice"] <= 1
+    images = run / "data" / "images"
+    assert main(["predict", str(run), str(next(images.iterdir())), "--out", str(tmp_path / "p"), "--tta", "flip"]) == 0
+    assert (tmp_path / "p" / "predictions.csv").is_file()

@@ -166,16 +166,18 @@ def cmd_evaluate(args) -> int:
 
     if args.data is not None:
         print_summary(evaluate_external(args.run_dir, args.data, args.out, overwrite=args.overwrite,
-                                        options=data_opts, model_name=args.model, log=_log), title="scored")
+                                        options=data_opts, model_name=args.model, log=_log, tta=args.tta),
+                      title="scored")
     else:
-        print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model))
+        print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model, tta=args.tta))
     return 0
 
 
 def cmd_predict(args) -> int:
     from umsrep.predict import predict
 
-    predict(args.run_dir, args.inputs, args.out, batch_size=args.batch_size, overwrite=args.overwrite, log=_log)
+    predict(args.run_dir, args.inputs, args.out, batch_size=args.batch_size, overwrite=args.overwrite, log=_log,
+            tta=args.tta)
     return 0
 
 
@@ -346,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     for opt in ("images", "masks", "labels", "filename-column", "label-column", "group-by"):
         e.add_argument(f"--{opt}", help=f"with --data: the {opt.replace('-', ' ')} (default: the run's recipe"
                        + ("; none for group-by)" if opt == "group-by" else ")"))
+    e.add_argument("--tta", choices=["none", "flip"], default="none", help="test-time augmentation: flip = the "
+                   "mean of the predictions on each image and its left-right mirror image")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("tune", help="KerasTuner search over recipe fields (the recipe's search section)")
@@ -377,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="write into an --out that already holds files "
                     "(files of the same names are replaced)")
     pr.add_argument("--batch-size", type=positive_int, default=16)
+    pr.add_argument("--tta", choices=["none", "flip"], default="none", help="test-time augmentation: flip = the "
+                    "mean of the predictions on each image and its left-right mirror image")
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("explain", help="Grad-CAM heat maps of a classification head for new images")

@@ -88,7 +88,7 @@ def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False):
     return run, meta, load_keras(run.model_path), files, x, [r[1] for r in read]
 
 
-def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> dict:
+def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta="none") -> dict:
     import tensorflow as tf
 
     from umsrep.console import progress
@@ -101,8 +101,10 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print) -> 
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     run, meta, model, files, x, sizes = load_run_inputs(run_dir, inputs, log, out, overwrite)
-    fn = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
-    log(f"predicting {len(files)} images with {run.path.name}")
+    call = pipeline.with_tta(model, tta)
+    fn = tf.function(lambda b: call(b, training=False), reduce_retracing=True)
+    log(f"predicting {len(files)} images with {run.path.name}" + (f" (test-time augmentation: {tta})"
+                                                                  if tta != "none" else ""))
     chunks = [pipeline.predict(fn, x[i:i + batch_size], batch_size)
               for i in progress(range(0, len(x), batch_size), "predicting", log)]
     outs = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}

@@ -56,6 +56,27 @@ def steps(n, batch_size):
     return max(1, math.ceil(n / batch_size))
 
 
+TTA = ("none", "flip")  # test-time augmentation choices of evaluate / predict
+
+
+def with_tta(model_fn, tta="none"):
+    """``model_fn`` with test-time augmentation: ``flip`` averages the outputs on the image and on its mirror image
+    (left-right), image-shaped outputs (masks, denoised images) mirrored back; ``none``: ``model_fn`` itself."""
+    if tta in (None, "none"):
+        return model_fn
+    if tta != "flip":
+        raise ValueError(f"test-time augmentation {tta!r}: expected one of {list(TTA)}")
+
+    def back(a, b):
+        return (a + (tf.reverse(b, [2]) if len(b.shape) == 4 else b)) / 2
+
+    def fn(x, training=False):
+        return tf.nest.map_structure(back, model_fn(x, training=training),
+                                     model_fn(tf.reverse(x, [2]), training=training))
+
+    return fn
+
+
 def predict(model_fn, x, batch_size=32):
     """Run ``model_fn`` over ``x`` in batches; returns numpy (or a dict of numpy for dict outputs)."""
     outs = []

@@ -41,22 +41,24 @@ def _task_model(model, name):
     return attach_one(model.get_layer("encoder"), model.get_layer(f"head_{name}"))
 
 
-def _run(model_fn, x, batch_size):
+def _run(model_fn, x, batch_size, tta="none"):
+    model_fn = pipeline.with_tta(model_fn, tta)
     fn = tf.function(lambda b: model_fn(b, training=False), reduce_retracing=True)
     return pipeline.predict(fn, x, batch_size)
 
 
-def head_outputs(model, names, x, batch_size=16) -> dict:
-    """``{task: float32 output}`` of the heads ``names`` over ``x``; one pass through a shared encoder."""
+def head_outputs(model, names, x, batch_size=16, tta="none") -> dict:
+    """``{task: float32 output}`` of the heads ``names`` over ``x``; one pass through a shared encoder (``tta``:
+    test-time augmentation, :func:`umsrep.data.pipeline.with_tta`)."""
     if isinstance(model, dict):
-        return {n: np.asarray(_run(model[n], x, batch_size), np.float32) for n in names}
+        return {n: np.asarray(_run(model[n], x, batch_size, tta), np.float32) for n in names}
     sub = attach(model.get_layer("encoder"), {n: model.get_layer(f"head_{n}") for n in names}, name="eval")
-    out = _run(sub, x, batch_size)
+    out = _run(sub, x, batch_size, tta)
     return {n: np.asarray(out[n], np.float32) for n in names}
 
 
 def evaluate_model(model, recipe, tasks, rep_source, folder, splits=EVAL_SPLITS, batch_size=16, log=print,
-                   outcomes=None) -> dict:
+                   outcomes=None, tta="none") -> dict:
     """Predict ``splits`` into ``folder`` (``<split>.npz``) and score them: the metrics.json sections.
 
     ``model`` is the multi-head model or a dict ``{task: model}``; ``outcomes``, when given, is filled with
@@ -64,7 +66,7 @@ def evaluate_model(model, recipe, tasks, rep_source, folder, splits=EVAL_SPLITS,
     """
     folder = Path(folder)
     for split in splits:
-        write_split(folder / f"{split}.npz", predict_split(model, recipe, tasks, rep_source, split, batch_size))
+        write_split(folder / f"{split}.npz", predict_split(model, recipe, tasks, rep_source, split, batch_size, tta))
     out = score_predictions(read_folder(folder, splits), recipe, log=log, outcomes=outcomes)
     if recipe.derive_measurements() or recipe.patient is not None:  # umsrep/evaluate/measurements.py
         # still computed with the model (they need each image's size, spacing and the labels table, which the
@@ -78,8 +80,9 @@ def evaluate_model(model, recipe, tasks, rep_source, folder, splits=EVAL_SPLITS,
     return out
 
 
-def predict_split(model, recipe, tasks, rep_source, split, batch_size=16) -> dict:
-    """Everything the scores and the report need from the model on one split (see predictions.py)."""
+def predict_split(model, recipe, tasks, rep_source, split, batch_size=16, tta="none") -> dict:
+    """Everything the scores and the report need from the model on one split (see predictions.py); ``tta`` applies
+    to the task heads' outputs."""
     t0 = time.perf_counter()
     arrays = {"rep_source": np.array(rep_source.key)}
     sources = {}
@@ -88,7 +91,7 @@ def predict_split(model, recipe, tasks, rep_source, split, batch_size=16) -> dic
     for src, names in sources.values():
         idx = src.split[split]
         x = src.data.images[idx]
-        outs = head_outputs(model, names, x, batch_size) if len(idx) else {}
+        outs = head_outputs(model, names, x, batch_size, tta) if len(idx) else {}
         for name in names:
             arrays.update(task_arrays(name, recipe.tasks[name], tasks[name], split, x, outs.get(name)))
     if not isinstance(model, dict):

@@ -60,7 +60,7 @@ def load_model(run, model_name=None):
     return load_keras(path)
 
 
-def evaluate_run(run_dir, log=print, model_name=None) -> dict:
+def evaluate_run(run_dir, log=print, model_name=None, tta="none") -> dict:
     """Re-evaluate ``model.keras`` (or ``models/<model_name>.keras``) -> ``evaluation[_<model_name>].json``."""
     from umsrep.evaluate.evaluate import evaluate_model
     from umsrep.evaluate.predictions import approach_dir
@@ -70,8 +70,8 @@ def evaluate_run(run_dir, log=print, model_name=None) -> dict:
     run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log, model_name)
     t0 = time.perf_counter()
     folder = approach_dir(run.path, model_name or recipe.strategy.kind)
-    metrics = evaluate_model(model, recipe, tasks, rep_source, folder, log=log)
-    metrics["evaluated"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    metrics = evaluate_model(model, recipe, tasks, rep_source, folder, log=log, tta=tta)
+    metrics["evaluated"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tta": tta,
                             "wall_time_s": round(time.perf_counter() - t0, 2), "predictions": str(folder)}
     name = f"evaluation_{model_name}.json" if model_name else "evaluation.json"
     run.write_json(name, metrics)
@@ -146,7 +146,8 @@ def external_data_config(recipe, data, options=None):
                          **fields, "root": str(root), "split": SplitConfig(test=0.0, val=0.0)})
 
 
-def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_name=None, log=print) -> dict:
+def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_name=None, log=print,
+                      tta="none") -> dict:
     """Score a trained run on another labelled data set: every image, at its own resolution (:data:`RESIZE_RULE`);
     writes ``evaluation.json``, ``report.md``, ``report.html`` and ``predictions/test.npz`` into ``out``."""
     from umsrep.data.dataset import load_dataset
@@ -187,7 +188,7 @@ def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_n
             f"{'a mask' if t.type == 'segmentation' else 'a label'}" + ("" if scorable else " (not scored)"))
     model = load_model(run, model_name)
     t0 = time.perf_counter()
-    arrays = predict_split(model, ext, tasks, source, "test")
+    arrays = predict_split(model, ext, tasks, source, "test", tta=tta)
     for name, t in ext.tasks.items():
         if t.type == "segmentation":
             arrays.update(at_input_size(arrays, name, t, loaded, tasks[name].index["test"]))
