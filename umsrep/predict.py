@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from umsrep.data.readers import IMAGE_EXTENSIONS, read_image, resize_image, resize_mask
+from umsrep.data.readers import IMAGE_EXTENSIONS, fit_image, image_to_original, read_image, to_original
 from umsrep.errors import DataError, RunDirError
 from umsrep.io import load_keras, path_text, write_bytes, write_json, write_text
 
@@ -65,10 +65,10 @@ def check_out_folder(out, overwrite=False) -> Path:
     return out
 
 
-def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False):
-    """(run, run.json, model, files, images, original sizes) — every input read and resized, the model loaded and
-    ``out`` checked before anything is written; the sizes (height, width) map masks and measurements back to each
-    image's own grid."""
+def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False, keep_originals=False):
+    """(run, run.json, model, files, images, original sizes, original images or None) — every input read and fitted
+    to the model's size (``data.resize``: stretch or letterbox), the model loaded and ``out`` checked before anything
+    is written; the sizes (height, width) map masks and measurements back to each image's own grid."""
     from umsrep.console import progress
     from umsrep.rundir import RunDir
 
@@ -82,10 +82,16 @@ def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False):
         raise RunDirError(f"{path_text(run / RunDir.RUN)}: lacks the preprocessing of a trained run")
     size, channels = tuple(pre["image_size"]), int(pre["channels"])
     files = collect_inputs(inputs)
-    read = [(resize_image(img, size), img.shape[:2])
-            for img in (read_image(f, channels) for f in progress(files, "reading", log))]
-    x = np.stack([r[0] for r in read]).astype(np.float32)
-    return run, meta, load_keras(run.model_path), files, x, [r[1] for r in read]
+    mode = pre.get("resize", "stretch")
+    originals = [] if keep_originals else None
+    x, sizes = [], []
+    for f in progress(files, "reading", log):
+        img = read_image(f, channels)
+        x.append(fit_image(img, size, mode))
+        sizes.append(img.shape[:2])
+        if keep_originals:
+            originals.append(img)
+    return run, meta, load_keras(run.model_path), files, np.stack(x).astype(np.float32), sizes, originals
 
 
 def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta="none") -> dict:
@@ -100,7 +106,9 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
 
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
-    run, meta, model, files, x, sizes = load_run_inputs(run_dir, inputs, log, out, overwrite)
+    run, meta, model, files, x, sizes, originals = load_run_inputs(run_dir, inputs, log, out, overwrite,
+                                                                   keep_originals=True)
+    mode = (meta.get("preprocessing") or {}).get("resize", "stretch")
     call = pipeline.with_tta(model, tta)
     fn = tf.function(lambda b: call(b, training=False), reduce_retracing=True)
     log(f"predicting {len(files)} images with {run.path.name}" + (f" (test-time augmentation: {tta})"
@@ -114,7 +122,9 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
                        {n: head_values(outs[n], t, x, labels.get(n)) for n, t in recipe.tasks.items()})
     out = Path(out)
     stems = _unique_stems(files)
-    measured = _measure(recipe, labels, files, stems, sizes)
+    # every output on each input's own pixel grid (letterbox padding cropped, then nearest-neighbour)
+    full = {n: [to_original(m.astype(np.uint8), sizes[i], mode) for i, m in enumerate(v)] for n, v in labels.items()}
+    measured = _measure(recipe, full, files, stems, sizes)
     rows = []
     for i, f in enumerate(files):
         row = {"file": path_text(f)}
@@ -125,10 +135,9 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
                 row[name] = t["classes"][int(np.argmax(probs))]
                 row.update({f"{name}_p_{c}": float(p) for c, p in zip(t["classes"], probs)})
             else:
-                pred = labels[name][i]
+                pred = full[name][i]
                 masks.append(pred)
-                full = resize_mask(pred.astype(np.uint8), tuple(int(v) for v in sizes[i]))  # input size, nearest
-                img = full * 255 if len(t["classes"]) == 1 else full
+                img = pred * 255 if len(t["classes"]) == 1 else pred
                 path = out / "masks" / f"{stems[i]}_{name}.png"
                 write_bytes(path, _png(img))
                 row[f"{name}_mask"] = path_text(path)
@@ -138,7 +147,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
             row.update(measured.columns(i))
         if masks:
             path = out / "overlays" / f"{stems[i]}.png"
-            overlay = mask_overlay(x[i], masks)
+            overlay = mask_overlay(originals[i], masks)
             if measured is not None:
                 from umsrep.derive.measure import draw_measurements
 
@@ -147,7 +156,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
             row["overlay"] = path_text(path)
         if "denoise" in outs:
             path = out / "denoised" / f"{stems[i]}.png"
-            d = np.clip(outs["denoise"][i], 0, 1)
+            d = np.clip(image_to_original(outs["denoise"][i], sizes[i], mode), 0, 1)
             d = d[..., ::-1] if d.shape[-1] == 3 else d  # RGB -> OpenCV's BGR
             write_bytes(path, _png(np.round(d * 255).astype(np.uint8)))
             row["denoised"] = path_text(path)
@@ -203,7 +212,7 @@ def explain(run_dir, inputs, out, task, layer=None, class_name=None, method="gra
 
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
-    run, meta, model, files, x, _ = load_run_inputs(run_dir, inputs, log, out, overwrite)
+    run, meta, model, files, x, _, _ = load_run_inputs(run_dir, inputs, log, out, overwrite)
     cam = GradCam(model, task, layer=layer, method=method)
     classes = meta["tasks"][task]["classes"]
     if class_name is not None and class_name not in classes:

@@ -120,6 +120,10 @@ class DataConfig(Strict):
     label_column: str = "label"
     group_by: Optional[str] = Field(None, description="labels-CSV column keeping a patient in one split")
     image_size: Tuple[int, int] = (256, 256)
+    resize: Literal["stretch", "letterbox"] = Field(
+        "stretch", description="how images meet image_size: stretch (each axis resized; the aspect ratio changes) or "
+                               "letterbox (scaled to fit, aspect kept, centred, zero padding); every output (masks, "
+                               "overlays, measurements) maps back to each image's own pixel grid either way")
     lowpass_sigma: Optional[float] = Field(None, gt=0, description="Gaussian low-pass of every image (the "
                                                                    "ultrasound preprocessing, σ = 2), in the model")
     channels: Literal[1, 3] = 1

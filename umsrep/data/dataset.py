@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from umsrep.data.readers import IMAGE_EXTENSIONS, read_image, read_mask, resize_image, resize_mask
+from umsrep.data.readers import IMAGE_EXTENSIONS, fit_image, fit_mask, read_image, read_mask
 from umsrep.errors import DataError
 
 
@@ -153,6 +153,7 @@ def load_dataset(
     group_by=None,
     on_bad_file="error",
     workers=None,
+    resize="stretch",
 ) -> LoadedData:
     """Load images (and masks / labels) from ``root`` into a :class:`LoadedData` (see the module docstring)."""
     if on_bad_file not in ("error", "skip"):
@@ -251,10 +252,10 @@ def load_dataset(
                     f"mask size {mask.shape[0]}x{mask.shape[1]} differs from image size "
                     f"{img.shape[0]}x{img.shape[1]} (height x width) of {ipath.name}"
                 )
-            mask_arr[i] = resize_mask(mask, (height, width)).astype(np.int32)
+            mask_arr[i] = fit_mask(mask, (height, width), resize).astype(np.int32)
             has_mask[i] = True
             mask_paths[i] = str(mpath)
-        img_arr[i] = resize_image(img, (height, width))
+        img_arr[i] = fit_image(img, (height, width), resize)
         sizes[i] = img.shape[:2]
         return None
 

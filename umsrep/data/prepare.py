@@ -84,7 +84,7 @@ def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
         raise DataError(f"{root}: data folder not found (data.root; set UMSREP_DATA for the shared data)")
     data = load_dataset(root, cfg.images, cfg.masks, cfg.labels, image_size=tuple(cfg.image_size),
                         channels=cfg.channels, filename_column=cfg.filename_column, label_column=cfg.label_column,
-                        group_by=cfg.group_by, on_bad_file=cfg.on_bad_file)
+                        group_by=cfg.group_by, on_bad_file=cfg.on_bad_file, resize=cfg.resize)
     has_labels = any(lab is not None for lab in data.labels)
     if cfg.split.file is not None:
         split = read_split_file(cfg.split.file, data.files, data.names, data.groups if cfg.group_by else None)

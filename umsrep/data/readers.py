@@ -407,3 +407,60 @@ def resize_mask(mask: np.ndarray, size) -> np.ndarray:
     rows = np.minimum((np.arange(h) * (mask.shape[0] / h)).astype(np.int64), mask.shape[0] - 1)
     cols = np.minimum((np.arange(w) * (mask.shape[1] / w)).astype(np.int64), mask.shape[1] - 1)
     return mask[rows[:, None], cols[None, :]]
+
+
+# ------------------------------------------------------------------------------------------- fitting to the model
+#: how an image meets the model's input size: ``stretch`` (resize each axis to the size; the aspect ratio changes) or
+#: ``letterbox`` (scale to fit keeping the aspect ratio, centred, zero padding)
+RESIZE_MODES = ("stretch", "letterbox")
+
+
+def placement(orig_hw, size, mode="stretch") -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of an ``orig_hw`` image's content inside the model-size frame ``size``."""
+    h, w = _check_size(size)
+    if mode == "stretch":
+        return 0, 0, h, w
+    if mode != "letterbox":
+        raise ValueError(f"resize mode {mode!r}: expected one of {list(RESIZE_MODES)}")
+    oh, ow = (int(v) for v in orig_hw)
+    scale = min(h / oh, w / ow)
+    ch, cw = max(1, min(h, round(oh * scale))), max(1, min(w, round(ow * scale)))
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def fit_image(img: np.ndarray, size, mode="stretch") -> np.ndarray:
+    """An image at the model's ``size`` (:func:`resize_image`, or scaled and padded with ``letterbox``)."""
+    if mode == "stretch":
+        return resize_image(img, size)
+    img = np.asarray(img, np.float32)
+    img = img[:, :, None] if img.ndim == 2 else img
+    top, left, ch, cw = placement(img.shape[:2], size, mode)
+    out = np.zeros((*_check_size(size), img.shape[2]), np.float32)
+    out[top:top + ch, left:left + cw] = resize_image(img, (ch, cw))
+    return out
+
+
+def fit_mask(mask: np.ndarray, size, mode="stretch") -> np.ndarray:
+    """A label map at the model's ``size``, placed as :func:`fit_image` places its image (padding = 0)."""
+    if mode == "stretch":
+        return resize_mask(mask, size)
+    mask = np.asarray(mask)
+    top, left, ch, cw = placement(mask.shape, size, mode)
+    out = np.zeros(_check_size(size), mask.dtype)
+    out[top:top + ch, left:left + cw] = resize_mask(mask, (ch, cw))
+    return out
+
+
+def to_original(label_map: np.ndarray, orig_hw, mode="stretch") -> np.ndarray:
+    """A model-size label map back on the original image's pixel grid ``orig_hw``: the content region (without
+    letterbox padding) resized with nearest-neighbour."""
+    label_map = np.asarray(label_map)
+    top, left, ch, cw = placement(orig_hw, label_map.shape[:2], mode)
+    return resize_mask(label_map[top:top + ch, left:left + cw], tuple(int(v) for v in orig_hw))
+
+
+def image_to_original(img: np.ndarray, orig_hw, mode="stretch") -> np.ndarray:
+    """A model-size image (e.g. a denoised one) back on the original pixel grid: content region, cubic resize."""
+    img = np.asarray(img, np.float32)
+    top, left, ch, cw = placement(orig_hw, img.shape[:2], mode)
+    return resize_image(img[top:top + ch, left:left + cw], tuple(int(v) for v in orig_hw))

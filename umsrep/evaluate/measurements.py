@@ -98,6 +98,11 @@ def evaluate_measurements(model, recipe, tasks, splits=EVAL_SPLITS, batch_size=1
                 sizes = None if src.data.sizes is None else src.data.sizes[rows]
                 spacing = image_spacings([src.data.files[i] for i in rows], [src.data.names[i] for i in rows],
                                          recipe.pixel_spacing, table)
+                if src.config.resize != "stretch" and sizes is not None:  # letterbox: measure on the original grid
+                    from umsrep.data.readers import to_original
+
+                    pred_maps, true_maps = ({t: [to_original(m, sizes[j], src.config.resize) for j, m in enumerate(v)]
+                                             for t, v in maps.items()} for maps in (pred_maps, true_maps))
                 mp = measure_images({name: spec}, pred_maps, sizes, spacing)
                 mt = measure_images({name: spec}, true_maps, sizes, spacing)
                 res = {"px" if unit == "px" else "deg": agreement(mp.values[name], mt.values[name], unit, recipe.seed)}

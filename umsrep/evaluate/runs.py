@@ -22,7 +22,8 @@ import numpy as np
 
 from umsrep.errors import DataError, RecipeError, RunDirError
 
-RESIZE_RULE = ("predicted label maps (after the task's post-processing) are resized to each image's own size by "
+RESIZE_RULE = ("predicted label maps (after the task's post-processing; letterbox padding cropped) are resized to each "
+               "image's own size by "
                "nearest-neighbour interpolation and compared with the ground truth masks at their original size")
 EXTERNAL_FIELDS = ("images", "masks", "labels", "filename_column", "label_column", "group_by")
 
@@ -169,7 +170,7 @@ def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_n
     cfg = external_data_config(recipe, data, options)
     loaded = load_dataset(cfg.root, cfg.images, cfg.masks, cfg.labels, image_size=tuple(cfg.image_size),
                           channels=cfg.channels, filename_column=cfg.filename_column, label_column=cfg.label_column,
-                          group_by=cfg.group_by, on_bad_file=cfg.on_bad_file)
+                          group_by=cfg.group_by, on_bad_file=cfg.on_bad_file, resize=cfg.resize)
     n = len(loaded)
     source = Source(_key(cfg), cfg, loaded, {"train": np.zeros(0, np.int64), "val": np.zeros(0, np.int64),
                                              "test": np.arange(n, dtype=np.int64)})
@@ -191,7 +192,7 @@ def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_n
     arrays = predict_split(model, ext, tasks, source, "test", tta=tta)
     for name, t in ext.tasks.items():
         if t.type == "segmentation":
-            arrays.update(at_input_size(arrays, name, t, loaded, tasks[name].index["test"]))
+            arrays.update(at_input_size(arrays, name, t, loaded, tasks[name].index["test"], cfg.resize))
     folder = out / DIR
     write_split(folder / "test.npz", arrays)
     metrics = score_predictions({"test": read_split(folder / "test.npz")}, ext, log=log)
@@ -217,11 +218,11 @@ def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_n
     return metrics
 
 
-def at_input_size(arrays, name, task, loaded, labelled) -> dict:
+def at_input_size(arrays, name, task, loaded, labelled, mode="stretch") -> dict:
     """A segmentation task's label maps at each image's own size (ragged): predictions resized by
     :data:`RESIZE_RULE`, the truth read again from its mask file at the original size."""
     from umsrep.data.prepare import segmentation_targets
-    from umsrep.data.readers import read_mask, resize_mask
+    from umsrep.data.readers import read_mask, to_original
 
     has = set(int(i) for i in labelled)
     out = {}
@@ -231,7 +232,7 @@ def at_input_size(arrays, name, task, loaded, labelled) -> dict:
 
     for key in (f"{name}.labels", f"{name}.labels_raw"):
         if key in arrays:
-            out[key] = [resize_mask(m, size(i)) for i, m in enumerate(arrays[key])]
+            out[key] = [to_original(m, size(i), mode) for i, m in enumerate(arrays[key])]
     out[f"{name}.truth"] = [
         segmentation_targets(read_mask(loaded.mask_files[i]), task.classes, task.mask_classes).astype(np.uint8)
         if i in has else np.zeros(size(i), np.uint8) for i in range(len(loaded))]

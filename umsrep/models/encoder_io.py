@@ -29,7 +29,7 @@ def preprocessing_of(recipe, mean: float, std: float, kind: str) -> dict:
     d = recipe.data
     return {"modality": recipe.modality, "image_size": list(d.image_size), "channels": d.channels,
             "normalization": d.normalization, "mean": mean, "std": std, "kind": kind,
-            "value_range": [0.0, 1.0]}
+            "value_range": [0.0, 1.0], **({"resize": d.resize} if d.resize != "stretch" else {})}
 
 
 def find_encoder_folder(path, where="representation.init_from") -> Path:
