@@ -170,3 +170,22 @@ def test_evaluate_and_predict_take_flip_tta(tiny_run, tmp_path):
     images = run / "data" / "images"
     assert main(["predict", str(run), str(next(images.iterdir())), "--out", str(tmp_path / "p"), "--tta", "flip"]) == 0
     assert (tmp_path / "p" / "predictions.csv").is_file()
+
+
+def test_tversky_loss_weighs_missed_labels_more_than_unlabelled_predictions():
+    from umsrep.models.losses import LOSSES
+
+    y = np.zeros((1, 8, 8), np.int32)
+    y[0, 2:4, 2:6] = 1                                        # 8 labelled pixels
+    extra = np.zeros((1, 8, 8, 1), np.float32)
+    extra[0, 2:4, 2:6] = 1.0
+    extra[0, 5:8, 2:6] = 1.0                                  # + 12 predicted, unlabelled (a fascicle nobody drew)
+    missed = np.zeros((1, 8, 8, 1), np.float32)
+    missed[0, 2:3, 2:6] = 1.0                                 # half of the labelled pixels missed
+    tv = LOSSES.get("tversky")("segmentation", smooth=0.0, alpha=0.3, beta=0.7)
+    dice = LOSSES.get("dice")("segmentation", smooth=0.0)
+    assert float(tv(y, extra)) < float(tv(y, missed))        # Tversky: missing labels costs more
+    assert float(dice(y, extra)) > float(dice(y, missed))     # Dice: the unlabelled prediction costs more
+    assert float(tv(y, extra)) == pytest.approx(1 - 8 / (8 + 0.3 * 12))
+    assert float(LOSSES.get("tversky")("segmentation", smooth=0.0, alpha=0.5, beta=0.5)(y, extra)) == pytest.approx(
+        float(dice(y, extra)))                                # alpha = beta = 0.5 is the Dice loss

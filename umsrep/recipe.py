@@ -163,7 +163,7 @@ def _default_representation():
     return ENCODERS.get("denoising_autoencoder").Settings()
 
 
-LossName = Literal["auto", "dice_ce", "dice", "ce", "jaccard_ce", "jaccard"]  # = umsrep.models.losses.LOSSES
+LossName = Literal["auto", "dice_ce", "dice", "ce", "jaccard_ce", "jaccard", "tversky", "tversky_ce"]  # = LOSSES
 
 
 class LossConfig(Strict):
@@ -171,6 +171,8 @@ class LossConfig(Strict):
     overlap_weight: float = Field(1.0, ge=0, description="weight of the Dice/Jaccard term (seeds: 20 Dice, 3 Jaccard)")
     ce_weight: float = Field(1.0, ge=0)
     smooth: float = Field(1.0, ge=0)
+    alpha: float = Field(0.3, ge=0, description="tversky: weight of false positives (predicted, not labelled)")
+    beta: float = Field(0.7, ge=0, description="tversky: weight of false negatives (labelled, missed)")
 
 
 class CrfConfig(Strict):

@@ -6,6 +6,9 @@ Segmentation targets are integer label maps (B, H, W) with 0 = background; predi
 
 - ``dice_ce``: weighted CE + soft Dice (paper eq. 1: BCE + Dice for binary, CCE + Dice for multi-class);
 - ``jaccard_ce``: weighted CE + soft Jaccard (used as ``3 * Jaccard + CE`` by the DCM seed paper);
+- ``tversky`` / ``tversky_ce``: Tversky index TP / (TP + alpha FP + beta FN) (Salehi et al. 2017); with alpha < beta a
+  predicted pixel outside the labels costs less than a missed labelled one — for sparse labels (not every fascicle
+  drawn), where "background" pixels may be unlabelled foreground;
 - ``dice``, ``jaccard``, ``ce``: the parts alone; ``mse`` for the denoising output;
 - ``auto``: ``dice_ce`` for segmentation, ``ce`` for classification.
 """
@@ -40,6 +43,15 @@ def _soft_overlap(y_true, y_pred, smooth, kind):
     else:
         score = (inter + smooth) / (total - inter + smooth)
     return 1.0 - ops.mean(score)
+
+
+def _soft_tversky(y_true, y_pred, smooth, alpha, beta):
+    t, p, fg = _seg_onehot(y_true, y_pred)
+    t, p = t[..., fg], p[..., fg]
+    tp = ops.sum(t * p, axis=(1, 2))
+    fp = ops.sum((1.0 - t) * p, axis=(1, 2))
+    fn = ops.sum(t * (1.0 - p), axis=(1, 2))
+    return 1.0 - ops.mean((tp + smooth) / (tp + alpha * fp + beta * fn + smooth))
 
 
 def _seg_ce(y_true, y_pred):
@@ -92,6 +104,18 @@ def jaccard_ce(task_type, overlap_weight=1.0, ce_weight=1.0, smooth=1.0, **_):
     return lambda y, p: overlap_weight * _soft_overlap(y, p, smooth, "jaccard") + ce_weight * _seg_ce(y, p)
 
 
+@LOSSES.register("tversky")
+def tversky(task_type, smooth=1.0, alpha=0.3, beta=0.7, **_):
+    _seg_only("tversky", task_type)
+    return lambda y, p: _soft_tversky(y, p, smooth, alpha, beta)
+
+
+@LOSSES.register("tversky_ce")
+def tversky_ce(task_type, overlap_weight=1.0, ce_weight=1.0, smooth=1.0, alpha=0.3, beta=0.7, **_):
+    _seg_only("tversky_ce", task_type)
+    return lambda y, p: overlap_weight * _soft_tversky(y, p, smooth, alpha, beta) + ce_weight * _seg_ce(y, p)
+
+
 @LOSSES.register("mse")
 def mse(task_type="denoise", **_):
     return lambda y, p: ops.mean(ops.square(ops.cast(y, "float32") - ops.cast(p, "float32")))
@@ -105,4 +129,4 @@ def auto(task_type, **kw):
 def build_loss(task_type, cfg):
     """Loss function for a task from its :class:`umsrep.recipe.LossConfig`."""
     return LOSSES.get(cfg.name)(task_type, overlap_weight=cfg.overlap_weight, ce_weight=cfg.ce_weight,
-                                smooth=cfg.smooth)
+                                smooth=cfg.smooth, alpha=cfg.alpha, beta=cfg.beta)
