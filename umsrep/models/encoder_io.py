@@ -47,6 +47,8 @@ def check_preprocessing(saved: dict, recipe, where="representation.init_from", w
     want = {"modality": recipe.modality, "image_size": list(d.image_size), "channels": d.channels,
             "normalization": d.normalization}
     diffs = [f"{k} {saved.get(k)!r} (recipe: {v!r})" for k, v in want.items() if saved.get(k) != v]
+    if saved.get("resize", "stretch") != d.resize:
+        diffs.append(f"resize {saved.get('resize', 'stretch')!r} (recipe: {d.resize!r})")
     if diffs:
         msg = f"{where}: encoder preprocessing does not match the recipe: " + ", ".join(diffs)
         if not recipe.representation.allow_mismatch:
