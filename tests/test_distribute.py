@@ -16,8 +16,12 @@ from tests.conftest import REPO_ROOT, TINY_RECIPE
 
 SCRIPT = REPO_ROOT / "tests" / "distributed_fit.py"
 TIMEOUT = 420
+# The paper's skip-less decoders keep the BatchNorm layers few: BatchNorm statistics are per replica (half
+# batches), and the U-Net decoders' many BatchNorm layers on 4-image half batches move the losses by more than the
+# tolerance below although the distribution (loss scaling, gradient reduction) is right; this test is about that.
 JOINT = ["--set", "strategy.kind=joint", "--set", "strategy.epochs=3", "--set", "representation.epochs=2",
-         "--set", "output.tensorboard=false"]
+         "--set", "output.tensorboard=false", "--set", "representation.decoder=symmetric",
+         "--set", "tasks.lesion.head.kind=symmetric"]
 
 
 def _recipe(tmp_path):
