@@ -16,21 +16,24 @@ import tensorflow as tf
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def train_dataset(x, y, *, batch_size, seed, map_fn=None):
+def train_dataset(x, y, *, batch_size, seed, map_fn=None, views=1):
     """Infinite shuffled batches of ``(x, y)``; ``map_fn(x, y, seed_pair) -> (x, y)`` runs per sample.
 
     Epoch ``e`` visits the samples in a stateless permutation keyed by ``(seed, e)``, so every iterator over
     this dataset — the first one, or one made to resume a run (``.skip(k)``) — yields the same stream. (A
     ``shuffle(reshuffle_each_iteration=True)`` keeps its state in the dataset object and gives a second
     iterator a different order.)
+
+    ``views`` > 1: ``x`` and ``y`` hold that many precomputed versions of each sample, view-major (``views * n``
+    rows); epoch ``e`` draws view ``e % views`` of every sample, in the epoch's permutation of the ``n`` samples.
     """
-    n = len(x)
+    n = len(tf.nest.flatten(x)[0]) // views
     seed64 = tf.cast(seed, tf.int64)
     data = tf.nest.map_structure(tf.convert_to_tensor, (x, y))
 
     def epoch(e):
         perm = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed64, e]))
-        return tf.data.Dataset.from_tensor_slices(perm)
+        return tf.data.Dataset.from_tensor_slices(perm + (e % views) * n)
 
     ds = tf.data.Dataset.counter(dtype=tf.int64).flat_map(epoch)
     ds = ds.map(lambda j: tf.nest.map_structure(lambda t: tf.gather(t, j), data), num_parallel_calls=AUTOTUNE,

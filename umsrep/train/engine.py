@@ -75,6 +75,8 @@ class TaskStream:
     metric: Optional[str] = None        # validation metric: "dice" (segmentation) or "mcc" (classification)
     n_classes: int = 0                  # the head's output channels (metric statistics)
     threshold: float = 0.5              # binary segmentation threshold
+    seed: int = 0                       # the training stream's seed (its per-epoch permutations)
+    batch_size: int = 16                # the training stream's global batch size
 
 
 def metric_stats(metric, y, pred, n_classes, threshold=0.5):
@@ -137,7 +139,7 @@ class Trainer:
         n_stats = 0 if s.metric is None else (1 if s.metric == "dice" else s.n_classes ** 2)
 
         def replica(x, y):
-            n = tf.shape(x)[0]
+            n = tf.shape(tf.nest.flatten(x)[0])[0]  # x may be a tuple (cached features)
             pred = model(x, training=False)
             loss = tf.cond(n > 0, lambda: loss_fn(y, pred), lambda: tf.constant(0.0))
             head = tf.stack([loss * tf.cast(n, tf.float32), tf.cast(n, tf.float32)])

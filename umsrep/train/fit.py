@@ -72,7 +72,8 @@ def _stream(name, model, loss_fn, cfg, x_tr, y_tr, x_va, y_va, seed, map_fn=None
         if log is not None and 0 < len(x_va) < SMALL_VAL and es is not None and not es.min_epochs:
             log(f"warning: {name!r} has {len(x_va)} validation images: early stopping and the learning-rate schedule "
                 f"may react to noise; consider early_stopping.min_epochs / monitor: metric, or a larger val split")
-    return TaskStream(name, model, loss_fn, train_ds, steps, val_ds, val_steps, list(head_variables), **metric)
+    return TaskStream(name, model, loss_fn, train_ds, steps, val_ds, val_steps, list(head_variables), **metric,
+                      seed=seed, batch_size=cfg.batch_size)
 
 
 def build_head(task_name, task, spec, input_size, encoder_kind="denoising_autoencoder", image_channels=1):
