@@ -189,3 +189,16 @@ def test_tversky_loss_weighs_missed_labels_more_than_unlabelled_predictions():
     assert float(tv(y, extra)) == pytest.approx(1 - 8 / (8 + 0.3 * 12))
     assert float(LOSSES.get("tversky")("segmentation", smooth=0.0, alpha=0.5, beta=0.5)(y, extra)) == pytest.approx(
         float(dice(y, extra)))                                # alpha = beta = 0.5 is the Dice loss
+
+
+def test_predict_can_skip_overlays_and_denoised_images(tiny_run, tmp_path):
+    from umsrep.cli import main
+
+    images = sorted((tiny_run / "data" / "images").iterdir())[:5]
+    assert main(["predict", str(tiny_run), *map(str, images), "--out", str(tmp_path / "p"), "--no-overlays",
+                 "--no-denoised"]) == 0
+    out = tmp_path / "p"
+    assert len(list((out / "masks").iterdir())) == 5 and not (out / "overlays").exists()
+    assert not (out / "denoised").exists()
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 6 and [r.split(",")[0].rsplit("/", 1)[-1] for r in rows[1:]] == [p.name for p in images]

@@ -177,7 +177,7 @@ def cmd_predict(args) -> int:
     from umsrep.predict import predict
 
     predict(args.run_dir, args.inputs, args.out, batch_size=args.batch_size, overwrite=args.overwrite, log=_log,
-            tta=args.tta)
+            tta=args.tta, overlays=not args.no_overlays, denoised=not args.no_denoised)
     return 0
 
 
@@ -383,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=positive_int, default=16)
     pr.add_argument("--tta", choices=["none", "flip"], default="none", help="test-time augmentation: flip = the "
                     "mean of the predictions on each image and its left-right mirror image")
+    pr.add_argument("--no-overlays", action="store_true", help="do not write overlays/ (faster)")
+    pr.add_argument("--no-denoised", action="store_true", help="do not write denoised/ (faster)")
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("explain", help="Grad-CAM heat maps of a classification head for new images")

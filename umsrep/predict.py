@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,10 @@ def check_out_folder(out, overwrite=False) -> Path:
     return out
 
 
+#: threads reading and writing images in predict / explain
+WORKERS = max(2, min(8, os.cpu_count() or 2))
+
+
 def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False, keep_originals=False):
     """(run, run.json, model, files, images, original sizes, original images or None) — every input read and fitted
     to the model's size (``data.resize``: stretch or letterbox), the model loaded and ``out`` checked before anything
@@ -83,18 +89,23 @@ def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False, keep_
     size, channels = tuple(pre["image_size"]), int(pre["channels"])
     files = collect_inputs(inputs)
     mode = pre.get("resize", "stretch")
-    originals = [] if keep_originals else None
-    x, sizes = [], []
-    for f in progress(files, "reading", log):
+
+    def read(f):  # OpenCV decodes and resizes without the GIL: a thread per core
         img = read_image(f, channels)
-        x.append(fit_image(img, size, mode))
-        sizes.append(img.shape[:2])
-        if keep_originals:
-            originals.append(img)
-    return run, meta, load_keras(run.model_path), files, np.stack(x).astype(np.float32), sizes, originals
+        return fit_image(img, size, mode), img.shape[:2], (img if keep_originals else None)
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        futures = [pool.submit(read, f) for f in files]
+        got = [fut.result() for fut in progress(futures, "reading", log)]  # in input order: first bad file first
+    x = np.stack([g[0] for g in got]).astype(np.float32)
+    originals = [g[2] for g in got] if keep_originals else None
+    return run, meta, load_keras(run.model_path), files, x, [g[1] for g in got], originals
 
 
-def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta="none") -> dict:
+def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta="none", overlays=True,
+            denoised=True) -> dict:
+    """Masks, overlays, denoised images, predictions.csv/.json for ``inputs``; reading and writing run on a thread
+    pool (``overlays`` / ``denoised``: False skips those images)."""
     import tensorflow as tf
 
     from umsrep.console import progress
@@ -107,7 +118,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
     run, meta, model, files, x, sizes, originals = load_run_inputs(run_dir, inputs, log, out, overwrite,
-                                                                   keep_originals=True)
+                                                                   keep_originals=overlays)
     mode = (meta.get("preprocessing") or {}).get("resize", "stretch")
     call = pipeline.with_tta(model, tta)
     fn = tf.function(lambda b: call(b, training=False), reduce_retracing=True)
@@ -125,8 +136,9 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
     # every output on each input's own pixel grid (letterbox padding cropped, then nearest-neighbour)
     full = {n: [to_original(m.astype(np.uint8), sizes[i], mode) for i, m in enumerate(v)] for n, v in labels.items()}
     measured = _measure(recipe, full, files, stems, sizes)
-    rows = []
-    for i, f in enumerate(files):
+
+    def write(i):  # one image's files and its row (PNG encoding and file writes release the GIL)
+        f = files[i]
         row = {"file": path_text(f)}
         masks = []
         for name, t in meta["tasks"].items():
@@ -145,7 +157,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
         row.update({d: bool(v[i]) for d, v in decisions.items()})
         if measured is not None:
             row.update(measured.columns(i))
-        if masks:
+        if masks and overlays:
             path = out / "overlays" / f"{stems[i]}.png"
             overlay = mask_overlay(originals[i], masks)
             if measured is not None:
@@ -154,13 +166,16 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
                 overlay = draw_measurements(overlay, measured.drawings[i], sizes[i])
             write_bytes(path, _png(overlay[..., ::-1]))
             row["overlay"] = path_text(path)
-        if "denoise" in outs:
+        if "denoise" in outs and denoised:
             path = out / "denoised" / f"{stems[i]}.png"
             d = np.clip(image_to_original(outs["denoise"][i], sizes[i], mode), 0, 1)
             d = d[..., ::-1] if d.shape[-1] == 3 else d  # RGB -> OpenCV's BGR
             write_bytes(path, _png(np.round(d * 255).astype(np.uint8)))
             row["denoised"] = path_text(path)
-        rows.append(row)
+        return row
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        rows = list(pool.map(write, range(len(files))))
     _write_table(out, "predictions", rows, {"run": str(run.path), "decisions": {
         k: v.rule for k, v in recipe.derive.items() if v.rule is not None}, "measurements": {
         k: v.measure for k, v in recipe.derive.items() if v.measure is not None}})
