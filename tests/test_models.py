@@ -20,9 +20,11 @@ def test_denoising_autoencoder_paper_size():
     enc = ENCODERS.get("denoising_autoencoder").build((256, 256, 1))
     spec = pyramid_spec(enc)
     assert spec == [(128, 128, 32), (64, 64, 64), (32, 32, 128), (16, 16, 256)]
-    dec = HEADS.get("denoise").build(spec, (256, 256), name="denoise", channels=1)
+    dec = HEADS.get("denoise").build(spec, (256, 256), name="denoise", channels=1, decoder="symmetric")
     total = enc.count_params() + dec.count_params()
-    assert total == 786_881  # pinned: paper ~800k
+    assert total == 786_881  # pinned: paper ~800k (its symmetric decoder)
+    unet = HEADS.get("denoise").build(spec, (256, 256), name="denoise", channels=1)  # the default decoder
+    assert enc.count_params() + unet.count_params() == 1_172_417  # pinned: the U-Net decoder of the same encoder
     convs = [l for l in enc.layers if isinstance(l, keras.layers.Conv2D)]
     assert [c.strides for c in convs] == [(2, 2)] * 4 and all(c.kernel_size == (3, 3) for c in convs)
     assert sum(isinstance(l, keras.layers.BatchNormalization) for l in enc.layers) == 4

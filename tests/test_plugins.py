@@ -58,7 +58,7 @@ def _error(raw) -> str:
     ("representation.aspp=false", "representation.aspp"),                              # mmanet's, not the DAE's
     ("representation.dilation=3", "representation.dilation"),                          # the dilated CNN's
     ("strategy.weighting.temperature=3", "strategy.weighting.temperature"),            # dwa's, not fixed's
-    ("strategy.lr_schedule.kind=cosine", "strategy.lr_schedule.kind"),
+    ("strategy.lr_schedule.kind=cyclic", "strategy.lr_schedule.kind"),
 ])
 def test_validate_refuses_a_setting_of_another_plugin_naming_the_field(override, field, capsys):
     assert main(["validate", str(QUICKSTART), "--set", override]) == 2

@@ -40,7 +40,7 @@ class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
         return spec
 
 
-if "keras" in sys.modules:
+if sys.modules.get("keras") is not None:  # (None: an import of keras was blocked on purpose)
     _register()
 elif not any(isinstance(f, _RegisterWhenKerasLoads) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenKerasLoads())

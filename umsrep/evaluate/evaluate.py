@@ -28,17 +28,11 @@ from umsrep.evaluate.scores import (  # noqa: F401  (re-exported: the label help
     score_predictions,
     task_predictions,
 )
-from umsrep.models.pyramid import attach, attach_one
+from umsrep.models.pyramid import attach, task_model
 
 EVAL_SPLITS = ("val", "test")
 EXAMPLES = 6      # segmentation figure: images with the largest true masks and some from the middle
 DENOISE_EXAMPLES = 3
-
-
-def _task_model(model, name):
-    if isinstance(model, dict):  # {task: image -> output}, e.g. the baseline's separate models
-        return model[name]
-    return attach_one(model.get_layer("encoder"), model.get_layer(f"head_{name}"))
 
 
 def _run(model_fn, x, batch_size, tta="none"):
@@ -193,7 +187,7 @@ def denoise_arrays(model, recipe, rep_source, split, batch_size=16, examples=0) 
     a = {"denoise.levels": np.array([lv.name for lv in levels], dtype=str)}
     if len(clean) == 0:
         return {**a, **{f"denoise.{m}": v for m, v in q.items()}}
-    sub = _task_model(model, "denoise")
+    sub = task_model(model, "denoise")
     ex_noisy, ex_den = [], []
     for k, lv in enumerate(levels):
         noisy = apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64))

@@ -25,9 +25,9 @@ def _predictor(model, name, batch_size):
     import tensorflow as tf
 
     from umsrep.data import pipeline
-    from umsrep.evaluate.evaluate import _task_model
+    from umsrep.models.pyramid import task_model
 
-    sub = _task_model(model, name)
+    sub = task_model(model, name)
     fn = tf.function(lambda b: sub(b, training=False), reduce_retracing=True)
     return lambda x: pipeline.predict(fn, x, batch_size)
 
@@ -49,7 +49,7 @@ class _Labels:
         self.model, self.recipe, self.batch_size, self.cache = model, recipe, batch_size, {}
 
     def __call__(self, task, source, rows):
-        from umsrep.evaluate.evaluate import predict_labels
+        from umsrep.evaluate.scores import predict_labels
 
         key = (task, source.key, tuple(int(r) for r in rows))
         if key not in self.cache:

@@ -60,3 +60,11 @@ def attach_one(encoder, head):
     """image -> the output of one head (the model a single-task stage trains and evaluates)."""
     image = keras.Input(shape=encoder.input_shape[1:], name="image")
     return keras.Model(image, _apply(head, encoder(image), image), name=f"{head.name}_model")
+
+
+def task_model(model, name):
+    """image -> task ``name``'s output, from a multi-head umsrep model (its encoder + ``head_<name>``) or a dict
+    ``{task: image -> output}`` (e.g. the baseline's separate models)."""
+    if isinstance(model, dict):
+        return model[name]
+    return attach_one(model.get_layer("encoder"), model.get_layer(f"head_{name}"))

@@ -16,7 +16,8 @@ from typing import Dict, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_serializer, model_validator
 
-from umsrep.transforms import intensity, spatial  # noqa: F401  (register the transforms)
+import umsrep.transforms.intensity  # noqa: F401  (register the transforms)
+import umsrep.transforms.spatial  # noqa: F401
 from umsrep.transforms.base import TRANSFORMS, Transform
 
 #: preset -> {transform: settings}; a transform not listed is off. ``strong`` follows nnU-Net's 2-D defaults
