@@ -12,7 +12,7 @@ from umsrep.evaluate.stats import paired_tests
 from umsrep.train.checkpoint import Checkpoints
 
 ARGS = ["--set", "data.split.folds=3", "--set", "strategy.compare=[joint]", "--set", "strategy.epochs=1",
-        "--set", "representation.epochs=1", "--set", "output.tensorboard=false"]
+        "--set", "representation.epochs=1", "--set", "output.tensorboard=false", "--set", "output.html=false"]
 
 
 @pytest.fixture(scope="module")
