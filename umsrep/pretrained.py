@@ -150,6 +150,15 @@ def _images(metrics: Dict) -> Dict:
             "encoder_trained_on": "train split"}
 
 
+def architecture_of(rep) -> dict:
+    """The encoder's own settings (its ``representation`` fields that are not training settings): the section that
+    builds the same architecture from scratch — the fair baseline for a reuse comparison."""
+    from umsrep.settings import RepresentationSettings
+
+    return {k: v for k, v in rep.model_dump(mode="json").items()
+            if k == "kind" or k not in RepresentationSettings.model_fields}
+
+
 def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
     """Copy ``<run>/encoder`` into ``<dest>/<name>`` with a card (refuses an existing destination)."""
     from umsrep import __version__
@@ -179,10 +188,11 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
                                       f"{recipe.name!r} ({rep.training})",
         "modality": recipe.modality,
         "preprocessing": pre,
-        "architecture": {"kind": rep.kind, "filters": rep.filters, "kernel_size": rep.kernel_size,
-                         **({"dilation": rep.dilation} if rep.kind == "supervised" else {})},
+        "architecture": architecture_of(rep),
         "training": {"how": rep.training, "task": stage.get("task"),
                      "data": _data_name(recipe.data.root), "images": _images(metrics),
+                     **({"also": [_data_name(d.root) for d in recipe.extra_representation_data()]}
+                        if recipe.extra_representation_data() else {}),
                      "license": _source_license(recipe.data.root),
                      "recipe": recipe.name, "epochs_run": stage.get("epochs_run"),
                      "best_epoch": stage.get("best_epoch"), "wall_time_s": stage.get("wall_time_s")},
