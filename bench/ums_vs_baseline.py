@@ -25,6 +25,10 @@ times, parameter counts and test metrics are read from each run's metrics.json (
 - quality: test Dice (segmentation), MCC and accuracy (classification), for both, with the run's paired test
   (Wilcoxon on per-image Dice, McNemar) p-value.
 
+Time to quality, beside total time: per task the validation metric (Dice / MCC) that both sides reach (the lower
+of their best), and each side's training time until it first gets there, read from the per-epoch stage histories;
+the denoising autoencoder counts on both sides (UMS-Rep's representation stage, the baseline's denoiser).
+
 Targets, printed as met / not met: for 3 tasks, UMS-Rep's total training time <= 30 % of the baseline's at equal
 or better quality (per task: UMS-Rep's metric >= the baseline's, or no significant difference, p >= 0.05); the
 marginal cost of each added head (its own stage time) <= 15 % of one baseline model.
@@ -155,7 +159,49 @@ def read_run(run: Path, tasks: list, k: int) -> dict:
     out["time_ratio_without_denoiser"] = out["ums_time_s"] / max(out["baseline_time_without_denoiser_s"], 1e-9)
     out["parameter_ratio"] = out["ums_parameters"] / out["baseline_parameters"]
     out["mean_baseline_model_s"] = sum(base_t.values()) / len(base_t)
+    add_time_to_quality(out, run)
     return out
+
+
+def _metric_key(history: list, task: str):
+    """The per-epoch validation metric key of ``task`` in a stage history (``val_dice/<t>``, ``val_mcc/<t>``)."""
+    for key in (f"val_dice/{task}", f"val_mcc/{task}"):
+        if history and key in history[0]:
+            return key
+    return None
+
+
+def time_to(history: list, key: str, target: float):
+    """Training seconds until the first epoch whose ``key`` reaches ``target`` (None if never)."""
+    t = 0.0
+    for h in history:
+        t += h.get("time_s", 0.0)
+        if h.get(key) is not None and h[key] >= target:
+            return t
+    return None
+
+
+def add_time_to_quality(row: dict, run: Path):
+    """Time-to-quality beside total time: per task, the validation metric (Dice / MCC) both sides reach — the
+    lower of the two sides' best — and the training time until each first reaches it; UMS-Rep adds its
+    representation stage, the baseline its denoiser (the same autoencoder: a cost on both sides)."""
+    m = json.loads((run / "metrics.json").read_text())
+    stages, models = m["stages"], m["comparison"]["approaches"]["baseline"]["models"]
+    ums_t, base_t, per = row["representation_s"], row["denoiser_s"], {}
+    for t in row["tasks"]:
+        hu, hb = stages[t].get("history", []), models[t].get("history", [])
+        key = _metric_key(hu, t)
+        if key is None or _metric_key(hb, t) != key:
+            row["time_to_quality"] = {"why": f"no per-epoch validation metric for {t} (a run before issue #13)"}
+            return
+        target = min(max(h[key] for h in hu), max(h[key] for h in hb))
+        tu, tb = time_to(hu, key, target), time_to(hb, key, target)
+        per[t] = {"metric": key.split("/")[0][4:], "target": target, "ums_s": tu, "baseline_s": tb}
+        ums_t += tu
+        base_t += tb
+    row["time_to_quality"] = {"tasks": per, "ums_s": ums_t, "baseline_s": base_t, "ratio": ums_t / max(base_t, 1e-9),
+                              "on_both_sides": "the denoising autoencoder (UMS-Rep's representation stage is the "
+                                               "baseline's denoiser)"}
 
 
 def add_marginals(rows: list):
@@ -235,6 +281,15 @@ def print_tables(rows: list, tg: dict):
               f"{delta:>8s}")
     print("(k-th head, Δ k-1→k: the added head's own time / the UMS-Rep total's change, as a fraction of one "
           "baseline model's mean time)")
+    print("\ntime to quality (training s until each side first reaches, per task, the validation Dice/MCC both "
+          "reach; + representation / denoiser): UMS-Rep, baseline, ratio")
+    for r in rows:
+        q = r.get("time_to_quality", {})
+        if "ratio" in q:
+            print(f"k={r['k']}: {q['ums_s']:8.1f} {q['baseline_s']:8.1f} {q['ratio']:6.2f}   " + ", ".join(
+                f"{t} {v['metric']} >= {v['target']:.3f}" for t, v in q["tasks"].items()))
+        else:
+            print(f"k={r['k']}: {q.get('why', 'n/a')}")
     print("\ntest quality, UMS-Rep vs baseline: Dice (segmentation), MCC/accuracy (classification); "
           "paired-test p")
     for r in rows:
