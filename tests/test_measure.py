@@ -310,3 +310,29 @@ def test_predict_writes_measurement_columns(tiny_run, tmp_path):
     assert {"thick_px", "thick_mm", "thick_note"} <= set(rows[0]) and rows[0]["refer"] in ("True", "False")
     assert rows[0]["thick_note"] or float(rows[0]["thick_mm"]) == pytest.approx(0.2 * float(rows[0]["thick_px"]))
     assert cv2.imread(rows[0]["overlay"]) is not None
+
+
+def test_fit_evaluates_measurements_from_the_prediction_files(tiny_recipe_file, tmp_path, monkeypatch):
+    """A recipe with a measurement: evaluation reads the val/test masks from the prediction files it wrote (the
+    model is not run again for them) and reports the measurement for both splits."""
+    import json
+
+    from umsrep.cli import main
+    from umsrep.evaluate import measurements
+
+    calls = []
+    real = measurements._Labels.__call__
+
+    def counting(self, task, source, rows):
+        calls.append(task)
+        return real(self, task, source, rows)
+
+    monkeypatch.setattr(measurements._Labels, "__call__", counting)
+    out = tmp_path / "run"
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--set", "output.html=false",
+                 "--set", "derive.thick={measure: thickness, from: {aponeurosis: lesion}}",
+                 "--set", "tasks.lesion.epochs=1", "--set", "tasks.diagnosis.epochs=1",
+                 "--set", "representation.epochs=1"]) == 0
+    m = json.loads((out / "metrics.json").read_text())["measurements"]["thick"]
+    assert {"val", "test"} <= set(m["by_data"][0])
+    assert calls == []  # every val/test mask came from predictions/<approach>/<split>.npz

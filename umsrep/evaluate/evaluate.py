@@ -61,16 +61,18 @@ def evaluate_model(model, recipe, tasks, rep_source, folder, splits=EVAL_SPLITS,
     folder = Path(folder)
     for split in splits:
         write_split(folder / f"{split}.npz", predict_split(model, recipe, tasks, rep_source, split, batch_size, tta))
-    out = score_predictions(read_folder(folder, splits), recipe, log=log, outcomes=outcomes)
+    preds = read_folder(folder, splits)
+    out = score_predictions(preds, recipe, log=log, outcomes=outcomes)
     if recipe.derive_measurements() or recipe.patient is not None:  # umsrep/evaluate/measurements.py
-        # still computed with the model (they need each image's size, spacing and the labels table, which the
-        # prediction files do not carry yet)
-        from umsrep.evaluate.measurements import evaluate_measurements, evaluate_patients
+        # the masks of the evaluated splits come from the prediction files; the patient-level classifier also
+        # needs the training split's, which the model predicts here
+        from umsrep.evaluate.measurements import FileLabels, _Labels, evaluate_measurements, evaluate_patients
 
+        labels = FileLabels(preds, tasks, _Labels(model, recipe, batch_size))
         if recipe.derive_measurements():
-            out["measurements"] = evaluate_measurements(model, recipe, tasks, splits, batch_size, log)
+            out["measurements"] = evaluate_measurements(model, recipe, tasks, splits, batch_size, log, labels)
         if recipe.patient is not None:
-            out["patient"] = evaluate_patients(model, recipe, tasks, batch_size, log)
+            out["patient"] = evaluate_patients(model, recipe, tasks, batch_size, log, labels)
     return out
 
 

@@ -59,6 +59,26 @@ class _Labels:
         return self.cache[key]
 
 
+class FileLabels:
+    """Predicted label maps read from the prediction files evaluation wrote (``{split: arrays}``, each task's
+    ``labels`` in the order of its data set's split); rows in no file (the training split) come from ``fallback``
+    (:class:`_Labels`, the model)."""
+
+    def __init__(self, preds: dict, tasks, fallback):
+        self.fallback, self.maps = fallback, {}
+        for split, p in preds.items():
+            for name, td in tasks.items():
+                if f"{name}.labels" in p and td.type == "segmentation":
+                    idx = td.source.split[split]
+                    self.maps.update({(name, td.source.key, int(i)): m for i, m in zip(idx, p[f"{name}.labels"])})
+
+    def __call__(self, task, source, rows):
+        got = [self.maps.get((task, source.key, int(r))) for r in rows]
+        if all(g is not None for g in got):
+            return np.stack(got) if got else np.zeros((0,), np.uint8)
+        return self.fallback(task, source, rows)
+
+
 def evaluate_measurements(model, recipe, tasks, splits=EVAL_SPLITS, batch_size=16, log=print, labels=None) -> dict:
     """``metrics.json`` ``measurements``: ``{name: {kind, unit, inputs, by_data: [{tasks, truth, <split>: {px,
     mm?, per_image}}]}}``, one ``by_data`` entry per data set the inputs come from."""
