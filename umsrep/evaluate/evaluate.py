@@ -181,11 +181,14 @@ def gradcam_arrays(model, recipe, tasks, arrays, batch_size=16, examples=EXAMPLE
 
 
 def denoise_arrays(model, recipe, rep_source, split, batch_size=16, examples=0) -> dict:
-    """Per noise level (fixed seeds per level) and clean image: PSNR / SSIM / MS-SSIM of the noisy input and of
-    the denoised output; the first ``examples`` images of the first two levels for the report."""
+    """Per noise level (fixed seeds per level) and clean image: PSNR / SSIM / MS-SSIM of the noisy input, of the
+    denoised output and of OpenCV's non-local means on the same noisy image (:mod:`umsrep.evaluate.classical`);
+    the first ``examples`` images of the first two levels for the report."""
+    from umsrep.evaluate.classical import nlm_denoise
+
     clean = rep_source.data.images[rep_source.split[split]]
     levels = noise_levels(recipe.representation.noise)
-    q = {m: np.zeros((len(levels), 2, len(clean))) for m in ("psnr", "ssim", "ms_ssim")}
+    q = {m: np.zeros((len(levels), 3, len(clean))) for m in ("psnr", "ssim", "ms_ssim")}
     a = {"denoise.levels": np.array([lv.name for lv in levels], dtype=str)}
     if len(clean) == 0:
         return {**a, **{f"denoise.{m}": v for m, v in q.items()}}
@@ -195,7 +198,7 @@ def denoise_arrays(model, recipe, rep_source, split, batch_size=16, examples=0) 
         noisy = apply_noise(tf.convert_to_tensor(clean), lv, tf.constant([recipe.seed + 1000, k], tf.int64))
         noisy = np.asarray(noisy, np.float32)
         denoised = np.asarray(_run(sub, noisy, batch_size), np.float32)
-        for j, img in enumerate((noisy, denoised)):
+        for j, img in enumerate((noisy, denoised, nlm_denoise(noisy))):
             for m, v in image_quality(clean, img).items():
                 q[m][k, j] = v
         if examples and k < 2:

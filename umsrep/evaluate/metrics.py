@@ -520,10 +520,14 @@ def image_quality(clean: Any, test: Any, data_range: float = 1.0) -> Dict[str, n
             "ms_ssim": ms_ssim(clean, test, data_range)}
 
 
-def summarize_quality(noisy: Dict[str, Any], denoised: Dict[str, Any]) -> Dict[str, Any]:
-    """:func:`denoising_metrics` from the per-image values of :func:`image_quality` (PSNR capped, then averaged)."""
+def summarize_quality(noisy: Dict[str, Any], denoised: Dict[str, Any],
+                      nlm: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """:func:`denoising_metrics` from the per-image values of :func:`image_quality` (PSNR capped, then averaged);
+    ``nlm``: the classical denoiser's, reported as ``nlm``."""
     out: Dict[str, Any] = {}
-    for key, q in (("noisy", noisy), ("denoised", denoised)):
+    for key, q in (("noisy", noisy), ("denoised", denoised), ("nlm", nlm)):
+        if q is None:
+            continue
         out[key] = {
             "psnr": float(np.mean(np.minimum(np.asarray(q["psnr"], np.float64), PSNR_CAP_DB))),
             "ssim": float(np.mean(np.asarray(q["ssim"], np.float64))),

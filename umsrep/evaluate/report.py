@@ -118,11 +118,17 @@ def _results(m: dict) -> list:
             out += ["", "Dice/IoU are per-image means (an image with empty truth and empty prediction scores 1)."]
         elif t["type"] == "denoising" and "test" in t:
             out += ["### denoise (representation's denoising output, test split)", ""]
+            nlm = all("nlm" in v for v in t["test"].values())
             out.append(_table(["noise", "PSNR noisy", "PSNR denoised", "SSIM noisy", "SSIM denoised",
-                               "MS-SSIM noisy", "MS-SSIM denoised"],
+                               "MS-SSIM noisy", "MS-SSIM denoised"] + (["PSNR / SSIM non-local means"] if nlm else []),
                               [[lv, v["noisy"]["psnr"], v["denoised"]["psnr"], v["noisy"]["ssim"],
                                 v["denoised"]["ssim"], v["noisy"]["ms_ssim"], v["denoised"]["ms_ssim"]]
+                               + ([f"{_fmt(v['nlm']['psnr'])} / {_fmt(v['nlm']['ssim'])}"] if nlm else [])
                                for lv, v in t["test"].items()]))
+            if nlm:
+                out += ["", "Non-local means: OpenCV's fastNlMeansDenoising on the same noisy images, its strength "
+                            "from each image's noise estimate (umsrep/evaluate/classical.py) — a classical denoiser "
+                            "for comparison."]
         out.append("")
     if isinstance(m.get("derive"), dict) and "skipped" not in m["derive"]:
         out += ["## Derived decisions", "",

@@ -159,7 +159,8 @@ def score_denoising(preds: dict, log=print) -> dict:
             continue
         per = {}
         for k, lv in enumerate(p["denoise.levels"]):
-            q = [{m: p[f"denoise.{m}"][k, j] for m in ("psnr", "ssim", "ms_ssim")} for j in (0, 1)]
+            n_kinds = p["denoise.psnr"].shape[1]  # noisy, denoised[, non-local means]
+            q = [{m: p[f"denoise.{m}"][k, j] for m in ("psnr", "ssim", "ms_ssim")} for j in range(n_kinds)]
             per[str(lv)] = summarize_quality(*q)
         res[split] = per
         if split == "test":
