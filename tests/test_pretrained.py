@@ -102,6 +102,26 @@ def test_preprocessing_mismatch_is_refused_unless_allowed(use_registry, tmp_path
     assert "warning:" in capsys.readouterr().err
 
 
+def test_encoder_is_rebuilt_for_another_image_size(use_registry, tmp_path):
+    """allow_mismatch with another image size: the convolutional encoder is rebuilt to read the recipe's size with
+    the shipped weights unchanged, and the run trains end to end at that size."""
+    import keras
+
+    from umsrep.models.encoder_io import load_encoder
+    from umsrep.recipe import load_recipe
+
+    recipe, _ = _recipe(tmp_path)
+    sets = ["--set", "data.image_size=48", "--set", "representation.allow_mismatch=true"]
+    shipped, _ = load_encoder(use_registry / "tiny-cdae")
+    rebuilt, _ = load_encoder(use_registry / "tiny-cdae", load_recipe(recipe, [s for s in sets if s != "--set"]),
+                              warn=lambda m: None)
+    assert tuple(shipped.input_shape[1:3]) == (32, 32) and tuple(rebuilt.input_shape[1:3]) == (48, 48)
+    assert all(np.array_equal(a, b) for a, b in zip(shipped.get_weights(), rebuilt.get_weights()))
+    out = tmp_path / "run"
+    assert main(["fit", str(recipe), "--out", str(out), *sets]) == 0
+    assert keras.models.load_model(out / "model.keras").input_shape[1:3] == (48, 48)
+
+
 def test_pretrained_schema_errors():
     base = yaml.safe_load(TINY_RECIPE)
     base.pop("derive")

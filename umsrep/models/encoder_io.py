@@ -88,4 +88,32 @@ def load_encoder(path, recipe=None, warn=None):
     from umsrep.io import load_keras  # registers the custom layers, loads in safe mode, one-line errors
 
     folder, pre = read_preprocessing(path, recipe, warn=warn)
-    return load_keras(folder / ENCODER_FILE, "encoder"), pre
+    encoder = load_keras(folder / ENCODER_FILE, "encoder")
+    if recipe is not None:
+        size = (*recipe.data.image_size, recipe.data.channels)
+        if tuple(encoder.input_shape[1:]) != size:
+            encoder = with_input_shape(encoder, size, folder / ENCODER_FILE)
+    return encoder, pre
+
+
+def with_input_shape(encoder, shape, source="encoder"):
+    """The same encoder (same layers, same weights) for inputs of ``shape`` (height, width, channels): a
+    convolutional encoder runs at any image size, so one trained at 128x128 is rebuilt to read 256x256 images.
+    A different channel count cannot take the weights and is refused."""
+    import keras
+
+    from umsrep.errors import RecipeError
+
+    if encoder.input_shape[-1] != shape[-1]:
+        raise RecipeError(f"{source}: the encoder reads {encoder.input_shape[-1]} channel(s), the recipe gives "
+                          f"{shape[-1]} (data.channels)")
+    config = encoder.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = (None, *shape)
+    try:
+        rebuilt = keras.Model.from_config(config)
+    except ValueError as e:
+        raise RecipeError(f"{source}: the encoder cannot be rebuilt for {shape[0]}x{shape[1]} inputs ({e})") from None
+    rebuilt.set_weights(encoder.get_weights())
+    return rebuilt
