@@ -281,6 +281,11 @@ def test_evaluation_compares_predicted_with_true_masks_on_the_original_grid():
 
     fig = bland_altman_figure(t["test"]["per_image"]["pred"], t["test"]["per_image"]["true"], "thickness")
     assert len(fig.axes[0].lines) == 3                      # bias and the two limits of agreement
+    from umsrep.evaluate.html import build_html
+
+    page = build_html({"run": {"name": "m"}, "measurements": m}, "name: m\n", "# m\n")
+    section = page.split('id="measurement-agreement"', 1)[1]
+    assert section.count("<img") == len(m) and "thickness: measured on the predicted minus on the true" in section
 
 
 def test_predict_writes_measurement_columns(tiny_run, tmp_path):

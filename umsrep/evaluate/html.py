@@ -245,6 +245,9 @@ def build_html(metrics: dict, recipe_yaml: str, markdown_text: str, preds=None, 
                                                             "epoch; grey line: best epoch")))
     if preds is not None:
         sections += _prediction_sections(metrics, preds)
+    agree = _agreement_section(metrics.get("measurements", {}))
+    if agree:
+        sections.append(("Measurement agreement", agree))
     aug = _augment_section(previews)
     if aug:
         sections.append(("Augmented training samples", aug))
@@ -289,6 +292,26 @@ def _prediction_sections(metrics, p):
     if den:
         out.append(("Denoising examples", den))
     return out
+
+
+def _agreement_section(measurements: dict):
+    """Bland-Altman plots of each measurement on the test split, from the predicted vs the true masks
+    (metrics.json ``measurements``; no images or model needed), or None without measurements."""
+    from umsrep.evaluate.agreement import bland_altman_figure
+
+    figs = []
+    for name, m in measurements.items():
+        for block in m.get("by_data", []):
+            res = block.get("test")
+            if not res or "per_image" not in res:
+                continue
+            unit = "deg" if "deg" in res else "px"
+            on = "/".join(block.get("tasks", []))
+            truth = "; ".join(f"{t}: {v}" for t, v in block.get("truth", {}).items())
+            figs.append(_figure(_png(bland_altman_figure(res["per_image"]["pred"], res["per_image"]["true"],
+                                                         f"{name} on {on} test images", unit)),
+                                f"{name}: measured on the predicted minus on the true masks ({truth})"))
+    return '<div class="figs">' + "".join(figs) + "</div>" if figs else None
 
 
 def _augment_section(previews):
