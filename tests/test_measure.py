@@ -288,6 +288,44 @@ def test_evaluation_compares_predicted_with_true_masks_on_the_original_grid():
     assert section.count("<img") == len(m) and "thickness: measured on the predicted minus on the true" in section
 
 
+def test_tasks_labelled_on_different_data_sets():
+    """Aponeuroses labelled on one set (8 images), fascicles on another (5 images; DL_Track's layout): on the
+    fascicle set the aponeurosis truth is the predicted mask (said in `truth`), and nothing indexes a task's
+    targets with the other set's rows (it did: IndexError)."""
+    import cv2
+
+    from umsrep.data.dataset import LoadedData
+    from umsrep.data.prepare import Source, TaskData
+    from umsrep.evaluate.measurements import evaluate_measurements
+
+    H, W, size = 150, 300, 64
+    r = _recipe({"pennation": {"measure": "pennation_angle", "from": {"aponeurosis": "apo", "fascicles": "fasc"}}})
+
+    def source(key, n):
+        apo, fasc = zip(*[muscle(H, W, top=30 + 2 * i, vthick=80, apo_deg=3.0, penn=22.0) for i in range(n)])
+        data = LoadedData(names=[f"{key}{i}" for i in range(n)], files=[f"{key}{i}.png" for i in range(n)],
+                          images=np.zeros((n, size, size, 1), np.float32), masks=None, has_mask=np.ones(n, bool),
+                          labels=[None] * n, groups=[None] * n, sizes=np.array([(H, W)] * n))
+        split = {"train": np.arange(0, n - 3), "val": np.arange(n - 3, n - 2), "test": np.arange(n - 2, n)}
+        apo = np.stack([cv2.resize(a, (size, size), interpolation=cv2.INTER_NEAREST) for a in apo])
+        return Source(key, r.data, data, split), split, apo, np.stack([_resize(f, (size, size), thin=True)
+                                                                      for f in fasc])
+
+    src_a, split_a, apo_a, _ = source("a", 8)
+    src_f, split_f, apo_f, fasc_f = source("f", 5)
+    tasks = {"apo": TaskData("apo", "segmentation", ["aponeurosis"], src_a, dict(split_a), apo_a),
+             "fasc": TaskData("fasc", "segmentation", ["fascicle"], src_f, dict(split_f), fasc_f)}
+    by_source = {("apo", "a"): apo_a, ("apo", "f"): apo_f, ("fasc", "f"): fasc_f, ("fasc", "a"): apo_a * 0}
+
+    def labels(task, src, rows):
+        return by_source[task, src.key][rows]
+
+    m = evaluate_measurements(None, r, tasks, labels=labels, log=lambda s: None)["pennation"]["by_data"]
+    on_f = next(b for b in m if b["tasks"] == ["fasc"])
+    assert on_f["truth"] == {"apo": "predicted (no true masks here)", "fasc": "true masks"}
+    assert on_f["test"]["deg"]["n"] == 2 and on_f["test"]["deg"]["mae"] < 1e-6
+
+
 def test_predict_writes_measurement_columns(tiny_run, tmp_path):
     """`umsrep predict` with a measurement added to the tiny run's recipe: px/mm/note columns for every input
     (the tiny lesion head draws no aponeuroses: NaN with the reason), overlays still written."""

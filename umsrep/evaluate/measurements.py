@@ -112,7 +112,10 @@ def evaluate_measurements(model, recipe, tasks, splits=EVAL_SPLITS, batch_size=1
                 for t in inputs:
                     pred_maps[t] = labels(t, src, rows)
                     h = has[t][keep]
-                    true_maps[t] = np.where(h[:, None, None], tasks[t].targets[rows], pred_maps[t])
+                    # a task labelled on another data set has no true masks here (and its targets are that
+                    # set's rows): its predicted masks stand in on both sides
+                    true_maps[t] = (np.where(h[:, None, None], tasks[t].targets[rows], pred_maps[t]) if h.any()
+                                    else pred_maps[t])
                     block["truth"][t] = ("true masks" if h.all() else "predicted (no true masks here)"
                                          if not h.any() else f"true masks on {int(h.sum())} of {len(h)} images")
                 sizes = None if src.data.sizes is None else src.data.sizes[rows]
