@@ -53,6 +53,24 @@ def test_bootstrap_level_is_recorded_and_reported(tiny_run):
     assert f"bootstrap over {n_patients} patients" in (tiny_run / "report.md").read_text()
 
 
+def test_per_patient_mean_counts_each_patient_once(tiny_run):
+    """by_group: the Dice averaged within each patient, then over patients (by hand from the saved maps)."""
+    from umsrep.evaluate.predictions import read_folder
+
+    m = json.loads((tiny_run / "metrics.json").read_text())
+    test = read_folder(tiny_run / "predictions" / "independent", ["test"])["test"]
+    has = np.asarray(test["lesion.has_truth"], bool)
+    per_patient = {}
+    for t, p, g in zip(test["lesion.truth"][has], test["lesion.labels"][has], test["lesion.groups"][has]):
+        t, p = t == 1, p == 1
+        dice = 1.0 if not t.any() and not p.any() else 2 * (t & p).sum() / (t.sum() + p.sum())
+        per_patient.setdefault(str(g), []).append(dice)
+    g = m["tasks"]["lesion"]["test"]["by_group"]
+    assert g["n"] == len(per_patient) and g["largest"] == max(map(len, per_patient.values()))
+    assert g["mean"] == pytest.approx(np.mean([np.mean(v) for v in per_patient.values()]), abs=1e-6)
+    assert f"{g['mean']:.4f}" in (tiny_run / "report.md").read_text()
+
+
 def test_no_evaluate_module_imports_train():
     for path in sorted((REPO_ROOT / "umsrep" / "evaluate").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

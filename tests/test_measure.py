@@ -137,6 +137,7 @@ def test_aponeurosis_drawn_in_pieces_and_a_deeper_third_band():
     ("short", "no aponeurosis spans"),
     ("no_fascicles", "no fascicle in the mask"),
     ("flat_fascicles", "no fascicle line meets both aponeuroses"),
+    ("nearly_flat_fascicles", "fascicle lines nearly parallel to the aponeuroses"),
 ])
 def test_unusable_masks_give_nan_and_a_reason(case, reason):
     H, W = 200, 400
@@ -152,9 +153,15 @@ def test_unusable_masks_give_nan_and_a_reason(case, reason):
     elif case == "flat_fascicles":
         fasc[:] = 0
         fasc[90:92, 100:300] = 1                                    # parallel to the aponeuroses
+    elif case == "nearly_flat_fascicles":                           # 1.7 degrees: 100 px / sin = 3370 px > 3 W
+        fasc[:] = 0
+        cols = np.arange(60, 340)
+        fasc[(90 + 0.03 * (cols - 60)).astype(int), cols] = 1
+        fasc[(91 + 0.03 * (cols - 60)).astype(int), cols] = 1
     r = measure_images(_specs(), {"apo": [apo], "fasc": [fasc]}, sizes=[(H, W)], spacing=[0.1])
     names = ["thickness", "pennation", "fascicle_length"] if case in ("empty", "one", "short") \
-        else ["fascicle_length"] if case == "flat_fascicles" else ["pennation", "fascicle_length"]
+        else ["fascicle_length"] if case in ("flat_fascicles", "nearly_flat_fascicles") \
+        else ["pennation", "fascicle_length"]
     for name in names:
         assert np.isnan(r.values[name][0]) and reason in r.reasons[name][0], (name, r.reasons[name][0])
         assert r.columns(0)[f"{name}_note"].startswith(reason)
@@ -379,3 +386,19 @@ def test_fit_evaluates_measurements_from_the_prediction_files(tiny_recipe_file, 
     m = json.loads((out / "metrics.json").read_text())["measurements"]["thick"]
     assert {"val", "test"} <= set(m["by_data"][0])
     assert calls == []  # every val/test mask came from predictions/<approach>/<split>.npz
+
+
+def test_agreement_by_group_counts_each_recording_once():
+    """One recording with many images and a large error must not dominate: by_group averages per group first,
+    and the MAE's interval resamples groups (by hand on a small example)."""
+    from umsrep.evaluate.agreement import agreement
+
+    true = np.full(12, 100.0)
+    pred = np.r_[np.full(9, 120.0), 101.0, 102.0, np.nan]          # recording a: 9 images, error 20; b, c: 1, 2
+    groups = ["a"] * 9 + ["b", "c", "c"]
+    a = agreement(pred, true, "px", seed=0, groups=groups)
+    assert a["mae"] == pytest.approx((9 * 20 + 1 + 2) / 11)
+    assert a["by_group"] == {"n": 3, "largest": 9, "mae": pytest.approx((20 + 1 + 2) / 3),
+                             "mae_pct": pytest.approx((20 + 1 + 2) / 3)}
+    assert a["ci95_over"] == "group" and a["n_missing_pred"] == 1
+    assert "by_group" not in agreement(pred, true, "px", seed=0)

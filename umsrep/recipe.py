@@ -348,7 +348,7 @@ class DistributeConfig(Strict):
 
 
 MEASURE_PARAMS = ("region", "distance", "fit_degree", "edge", "min_span", "angle_window", "min_fascicle_length",
-                  "fascicle_line")
+                  "fascicle_line", "max_fascicle_length")
 
 
 class DeriveConfig(Strict):
@@ -379,6 +379,10 @@ class DeriveConfig(Strict):
                                                                      "image width) are ignored")
     fascicle_line: Literal["dominant", "own"] = Field(
         "dominant", description="fascicle_length: each fascicle extended with the dominant orientation or its own")
+    max_fascicle_length: float = Field(
+        3.0, gt=0, description="fascicle_length: a fascicle line longer than this many image widths between the "
+                               "aponeuroses (nearly parallel to them, so a small angle error changes it a lot) is not "
+                               "measured")
     description: Optional[str] = None
 
     @model_validator(mode="after")

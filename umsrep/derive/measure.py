@@ -379,14 +379,21 @@ def _fascicle_length(g: ImageGeometry, spec):
     apo, fas, reason = _fascicle_setup(g, spec)
     if reason:
         return np.nan, reason, {}
-    lengths = []
+    lengths, too_long = [], 0
+    mask = g.masks[_role(spec, "fascicles")]
+    limit = spec.max_fascicle_length * np.asarray(mask).shape[1] * float(g.scale[_role(spec, "fascicles")][1])
     for i in fas.used:
         seg = fascicle_segment(apo, fas.centres[i], fas.dominant if spec.fascicle_line == "dominant"
                                else fas.angles[i])
         if seg is not None:
-            lengths.append(float(np.linalg.norm(seg[1] - seg[0])))
+            length = float(np.linalg.norm(seg[1] - seg[0]))
+            if length > limit:
+                too_long += 1
+            else:
+                lengths.append(length)
     if not lengths:
-        return np.nan, "no fascicle line meets both aponeuroses", {}
+        return np.nan, (f"fascicle lines nearly parallel to the aponeuroses (longer than {spec.max_fascicle_length:g}"
+                        " image widths)" if too_long else "no fascicle line meets both aponeuroses"), {}
     return float(np.median(lengths)), None, {**_apo_drawing(apo), **_dominant_line(apo, fas),
                                               "n_fascicles": len(lengths)}
 
@@ -398,8 +405,9 @@ _register(MeasurementKind(
     "pennation_angle", ("aponeurosis", "fascicles"), "angle", APO_PARAMS + FASC_PARAMS, _pennation,
     "pennation angle: dominant fascicle orientation against the deep aponeurosis (degrees)"))
 _register(MeasurementKind(
-    "fascicle_length", ("aponeurosis", "fascicles"), "length", APO_PARAMS + FASC_PARAMS + ("fascicle_line",),
-    _fascicle_length, "fascicle length: fascicle lines extended to both aponeuroses, median over fascicles"))
+    "fascicle_length", ("aponeurosis", "fascicles"), "length",
+    APO_PARAMS + FASC_PARAMS + ("fascicle_line", "max_fascicle_length"), _fascicle_length,
+    "fascicle length: fascicle lines extended to both aponeuroses, median over fascicles"))
 
 
 # --------------------------------------------------------------------------------------------------- batches

@@ -4,18 +4,21 @@ Bland-Altman plot for report.html."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
 from umsrep.evaluate.stats import bootstrap_ci
 
 
-def agreement(pred: Sequence[float], true: Sequence[float], unit: str = "px", seed: int = 0) -> Dict[str, Any]:
+def agreement(pred: Sequence[float], true: Sequence[float], unit: str = "px", seed: int = 0,
+              groups: Optional[Sequence] = None) -> Dict[str, Any]:
     """Compare ``pred`` with ``true`` (one value per image, NaN where not measurable) on the images where both are
     measured: MAE (with a bootstrap 95% CI), MAE in % of the true value (not for angles), RMSE, Pearson r, and
     Bland-Altman bias (mean of pred - true), SD of the differences and 95% limits of agreement (bias ± 1.96 SD).
-    ``n_missing_pred`` counts images measured on the true masks but not on the predicted ones (and vice versa)."""
+    ``n_missing_pred`` counts images measured on the true masks but not on the predicted ones (and vice versa).
+    With ``groups`` (one per image: patient, recording) the MAE's CI resamples whole groups, and ``by_group``
+    gives the MAE averaged within each group first (each group counts once, however many images it has)."""
     p, t = np.asarray(pred, np.float64).reshape(-1), np.asarray(true, np.float64).reshape(-1)
     if p.shape != t.shape:
         raise ValueError(f"agreement needs two equal-length vectors, got {p.shape} and {t.shape}")
@@ -26,9 +29,10 @@ def agreement(pred: Sequence[float], true: Sequence[float], unit: str = "px", se
     if not both.any():
         return out
     p, t = p[both], t[both]
+    g = None if groups is None else np.asarray(groups).astype(str).reshape(-1)[both]
     d = p - t
     ad = np.abs(d)
-    ci = bootstrap_ci(ad, seed=seed)
+    ci = bootstrap_ci(ad, seed=seed, groups=g)
     sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
     bias = float(d.mean())
     out.update({"mean_true": float(t.mean()), "mean_pred": float(p.mean()), "mae": float(ad.mean()),
@@ -38,6 +42,13 @@ def agreement(pred: Sequence[float], true: Sequence[float], unit: str = "px", se
         nz = t != 0
         out["mae_pct"] = float(np.mean(ad[nz] / np.abs(t[nz])) * 100) if nz.any() else None
     out["pearson_r"] = float(np.corrcoef(p, t)[0, 1]) if p.size > 2 and p.std() > 0 and t.std() > 0 else None
+    if g is not None:
+        names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+        out["ci95_over"] = "group"
+        out["by_group"] = {"n": int(len(names)), "largest": int(counts.max()),
+                           "mae": float((np.bincount(inverse, weights=ad) / counts).mean())}
+        if unit != "deg" and np.all(t != 0):
+            out["by_group"]["mae_pct"] = float((np.bincount(inverse, weights=ad / np.abs(t) * 100) / counts).mean())
     return out
 
 

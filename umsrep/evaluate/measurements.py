@@ -128,9 +128,11 @@ def evaluate_measurements(model, recipe, tasks, splits=EVAL_SPLITS, batch_size=1
                                              for t, v in maps.items()} for maps in (pred_maps, true_maps))
                 mp = measure_images({name: spec}, pred_maps, sizes, spacing)
                 mt = measure_images({name: spec}, true_maps, sizes, spacing)
-                res = {"px" if unit == "px" else "deg": agreement(mp.values[name], mt.values[name], unit, recipe.seed)}
+                groups = [src.data.groups[i] for i in rows] if src.config.group_by else None
+                res = {"px" if unit == "px" else "deg": agreement(mp.values[name], mt.values[name], unit, recipe.seed,
+                                                                  groups)}
                 if unit == "px" and spacing is not None:
-                    res["mm"] = agreement(mp.mm[name], mt.mm[name], "mm", recipe.seed)
+                    res["mm"] = agreement(mp.mm[name], mt.mm[name], "mm", recipe.seed, groups)
                 res["per_image"] = {"name": [src.data.names[i] for i in rows],
                                     "pred": [_num(v) for v in mp.values[name]],
                                     "true": [_num(v) for v in mt.values[name]],

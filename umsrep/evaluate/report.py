@@ -80,9 +80,15 @@ def _ci_note(t):
     from umsrep.evaluate.scores import ci_unit
 
     unit = ci_unit(None if b["over"] == "image" else b["over"], b["n"])
-    return ["", f"95% CIs: percentile bootstrap over {unit} (test split)"
-            + ("; whole groups are resampled, so images of one group do not count as independent." if b["over"]
-               != "image" else ".")]
+    out = ["", f"95% CIs: percentile bootstrap over {unit} (test split)"
+           + ("; whole groups are resampled, so images of one group do not count as independent." if b["over"]
+              != "image" else ".")]
+    g = t["test"].get("by_group")
+    if g:
+        key = "dice" if t["type"] == "segmentation" else "accuracy"
+        out += ["", f"Test {key} averaged per {b['over']} first (each of the {g['n']} counts once): {_fmt(g['mean'])}; "
+                    f"the largest {b['over']} has {g['largest']} of the {t['test']['n']} test images."]
+    return out
 
 
 def _results(m: dict) -> list:
@@ -139,6 +145,10 @@ def _results(m: dict) -> list:
                          v.get("test", {}).get("n_with_truth"), v.get("test", {}).get("accuracy"),
                          v.get("test", {}).get("sensitivity"), v.get("test", {}).get("specificity")]
                         for k, v in m["derive"].items()]), ""]
+    if m.get("measurements"):
+        out += _measurements(m["measurements"])
+    if isinstance(m.get("patient"), dict):
+        out += _patients(m["patient"])
     if m.get("explain"):
         out += ["## Grad-CAM localization", "",
                 "Mean fraction of the Grad-CAM heat map's mass (true class) inside the annotated mask, vs the mean "
@@ -148,6 +158,59 @@ def _results(m: dict) -> list:
                        [[t, v["layer"], v["mask_task"], c, r["n"], r["cam_mass_in_mask"], r["mask_area_fraction"],
                          r["ratio"]] for t, v in m["explain"].items() for c, r in v["classes"].items()]), ""]
     return out
+
+
+def _measurements(ms: dict) -> list:
+    """Agreement of each measurement from the predicted masks with the same measurement from the true masks."""
+    rows, grouped = [], False
+    for name, v in ms.items():
+        for block in v.get("by_data", []):
+            ref = ", ".join(t for t, w in block["truth"].items() if w == "true masks") or "none"
+            for split in ("val", "test"):
+                for unit, a in block.get(split, {}).items():
+                    if unit == "per_image" or a.get("mae") is None:
+                        continue
+                    g = a.get("by_group")
+                    grouped |= g is not None
+                    rows.append([name, "/".join(block["tasks"]), ref, split, a["n"], a["n_missing_pred"],
+                                 a["n_missing_true"], f"{a['mae']:.2f} {unit}",
+                                 "n/a" if a.get("mae_pct") is None else f"{a['mae_pct']:.1f} %",
+                                 "n/a" if g is None else f"{g['mae']:.2f} {unit} ({g['n']})", a["bias"],
+                                 f"[{a['loa_low']:.2f}, {a['loa_high']:.2f}]", a.get("pearson_r")])
+    if not rows:
+        return []
+    return ["## Measurements", "",
+            "Each measurement from the predicted masks against the same measurement from the true masks, on the "
+            "original image grid (MAE: mean absolute error; bias and 95% limits of agreement: Bland-Altman, "
+            "predicted minus true). Missing: images where the masks did not allow the measurement. Where a data "
+            "set has no true masks of an input task (`true masks of` does not name it), its predicted masks are "
+            "used on both sides, so the row measures the other tasks' effect only."
+            + (" MAE per group: averaged within each group (patient, recording) first, then over the groups "
+               "(their number in brackets); each group counts once." if grouped else ""), "",
+            _table(["measurement", "images of", "true masks of", "split", "n", "missing (pred)", "missing (true)",
+                    "MAE", "MAE %", "MAE per group", "bias", "limits of agreement", "pearson r"], rows), ""]
+
+
+def _patients(p: dict) -> list:
+    """The patient-level classifiers: per target, test accuracy on predicted-mask features (and true-mask ones)."""
+    if "skipped" in p:
+        return ["## Patient-level tasks", "", f"Skipped: {p['skipped']}", ""]
+    rows = []
+    for target, res in p.get("predicted_masks", {}).items():
+        t = res.get("test")
+        if not t:
+            rows.append([target, res.get("skipped", "no test groups"), "", "", "", "", ""])
+            continue
+        ref = p.get("true_masks", {}).get(target, {}).get("test", {})
+        ci = t.get("accuracy_ci95") or [None, None]
+        rows.append([target, res["classifier"], t["n_groups"], t["accuracy"],
+                     "n/a" if ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]", t["mcc"], ref.get("accuracy")])
+    return ["## Patient-level tasks", "",
+            f"{p.get('n_groups')} groups; features {', '.join(p.get('features', []))} from the segmentation heads' "
+            f"masks; the classifier is trained on the training groups ({p.get('train_features')} masks' features) "
+            "and scored once per group of the test split (95% CI: bootstrap over groups).", "",
+            _table(["target", "classifier", "test groups", "accuracy", "accuracy 95% CI", "mcc",
+                    "accuracy on true-mask features"], rows), ""]
 
 
 def _interval(t, key):
