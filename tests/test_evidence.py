@@ -19,8 +19,6 @@ DOCS = ["docs/performance.md", "docs/results.md", "docs/architectures.md", "docs
 UNCHECKED = {
     "docs/results.md": "run folders gone; being re-measured with the new models and 3 seeds (issues 13, 18)",
     "docs/architectures.md": "run folders gone; being re-measured with the new models (issues 13, 18)",
-    "docs/doppler.md": "the measured run (/tmp/doppler_run) was not kept; rerun recipes/doppler.yaml and "
-                       "`umsrep evidence` it",
 }
 
 
