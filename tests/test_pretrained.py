@@ -120,6 +120,16 @@ def test_encoder_is_rebuilt_for_another_image_size(use_registry, tmp_path):
     out = tmp_path / "run"
     assert main(["fit", str(recipe), "--out", str(out), *sets]) == 0
     assert keras.models.load_model(out / "model.keras").input_shape[1:3] == (48, 48)
+    # run.json records the size the run reads (it recorded the encoder's 32x32, and predict then fed 32x32 images
+    # to a 48x48 model)
+    assert json.loads((out / "run.json").read_text())["preprocessing"]["image_size"] == [48, 48]
+    import cv2
+
+    images = [tmp_path / f"new{i}.png" for i in range(3)]
+    for i, f in enumerate(images):
+        cv2.imwrite(str(f), np.random.default_rng(i).integers(0, 255, (40, 60), dtype=np.uint8))
+    assert main(["predict", str(out), *map(str, images), "--out", str(tmp_path / "pred")]) == 0
+    assert (tmp_path / "pred" / "predictions.csv").read_text().count("\n") == 4
 
 
 def test_pretrained_schema_errors():

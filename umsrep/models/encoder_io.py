@@ -93,6 +93,11 @@ def load_encoder(path, recipe=None, warn=None):
         size = (*recipe.data.image_size, recipe.data.channels)
         if tuple(encoder.input_shape[1:]) != size:
             encoder = with_input_shape(encoder, size, folder / ENCODER_FILE)
+        # the run reads images as its recipe says (size, resize), whatever the encoder was trained at: run.json
+        # records that, so predict and export fit new images the same way (the normalization stays the encoder's)
+        pre = {k: v for k, v in pre.items() if k != "resize"}
+        pre.update({"image_size": list(recipe.data.image_size),
+                    **({"resize": recipe.data.resize} if recipe.data.resize != "stretch" else {})})
     return encoder, pre
 
 
