@@ -3,19 +3,32 @@ Imported only in PyTorch's own process (bench/torch_worker.py, profile_step.py -
 
 The same layer sequence as umsrep's Keras models, so that images/s compare the frameworks, not the networks:
 
-- encoder (:mod:`umsrep.models.denoising_autoencoder.encoder`): the input normalisation ``(x - mean) / std``, then per
-  width in [32, 64, 128, 256] a 3x3 stride-2 convolution without bias + BatchNorm + ReLU; the four outputs are
-  the feature pyramid;
-- decoder (:func:`umsrep.models.heads.decoder.build_decoder`, the ``denoise`` head and the one-class ``segmentation``
-  head): from the deepest level, per step a 2x nearest-neighbour upsampling + 3x3 convolution without bias +
-  BatchNorm + ReLU at widths [128, 64, 32, 32], then a 3x3 convolution with bias to one channel + sigmoid.
+- encoder (:mod:`umsrep.models.denoising_autoencoder.encoder`, default ``convs_per_level: 1``): the input
+  normalisation ``(x - mean) / std``, then per width in [32, 64, 128, 256] a 3x3 stride-2 convolution without
+  bias + BatchNorm + ReLU; the four outputs are the feature pyramid;
+- U-Net decoder (:func:`umsrep.models.heads.unet.unet_decoder`: the ``denoise`` head with its default
+  ``representation.decoder: unet``, and the ``unet`` segmentation head, the default one): from the deepest level,
+  per step a 2x bilinear upsampling (half-pixel centres, as Keras' ``UpSampling2D(interpolation="bilinear")``),
+  the concatenation ``[upsampled, skip]`` with the next shallower encoder level (at the last, full-resolution
+  step: the raw input image, before the normalisation), then two 3x3 convolutions without bias + BatchNorm +
+  ReLU, at widths [128, 64, 32, 16]; then a 1x1 convolution with bias + the output activation (:class:`UNetHead`).
+  The denoising autoencoder (:func:`denoising_autoencoder`) is the encoder + this decoder with as many sigmoid
+  channels as the image (a clean image in [0, 1]; no residual); the segmenter (:func:`unet_segmenter`) the same
+  network with one sigmoid lesion channel, so for one-channel images the two are identical and differ only in
+  their loss (MSE vs dice_ce);
+- symmetric decoder (:func:`umsrep.models.heads.decoder.build_decoder`, the skip-less ``segmentation`` /
+  ``symmetric`` head with one class, which the ``seg`` case trains on a frozen encoder: :class:`FrozenEncoderHead`):
+  from the deepest level, per step a 2x nearest-neighbour upsampling + 3x3 convolution without bias + BatchNorm +
+  ReLU at widths [128, 64, 32, 32], then a 3x3 convolution with bias to one channel + sigmoid (:class:`Decoder`).
 
-BatchNorm as Keras' default: epsilon 1e-3, momentum 0.99 (PyTorch's ``momentum`` is 1 - Keras'). Adam as
-Keras': epsilon 1e-7. Keras' ``padding="same"`` for a stride-2 convolution of an even input pads one pixel at
-the bottom/right only; PyTorch's ``padding=1`` pads one pixel on every side. Both give the same output shape and
-the same FLOPs; ``tf_same=True`` pads exactly as Keras does (an explicit ``F.pad`` before the stride-2
-convolutions), which :func:`check_against_reference` uses to show the two networks compute the same function. The
-benchmark uses ``padding=1``, as a PyTorch user would write it.
+BatchNorm as umsrep's blocks (:data:`umsrep.models.blocks.conv.BN_MOMENTUM`): epsilon 1e-3, momentum 0.9 in
+Keras' convention, 0.1 in PyTorch's (``1 -`` Keras'); PyTorch's running variance is the unbiased one, Keras' the
+biased one (no difference in speed). Adam as Keras': epsilon 1e-7. Keras' ``padding="same"`` for a stride-2
+convolution of an even input pads one pixel at the bottom/right only; PyTorch's ``padding=1`` pads one pixel on
+every side. Both give the same output shape and the same FLOPs; ``tf_same=True`` pads exactly as Keras does (an
+explicit ``F.pad`` before the stride-2 convolutions), which :func:`check_unet_against_reference` and
+:func:`check_symmetric_against_reference` use to show that twin and Keras model compute the same function with
+the Keras weights copied in. The benchmark uses ``padding=1``, as a PyTorch user would write it.
 
 MMA-Net has no PyTorch twin here (not built).
 """
@@ -28,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_FILTERS = (32, 64, 128, 256)
-BN_EPS, BN_MOMENTUM = 1e-3, 0.01     # Keras BatchNormalization(epsilon=1e-3, momentum=0.99)
+BN_EPS, BN_MOMENTUM = 1e-3, 0.1      # umsrep's FusedBatchNormalization(epsilon=1e-3, momentum=0.9)
+ACTIVATIONS = {"sigmoid": torch.sigmoid, "softmax": lambda z: torch.softmax(z, dim=1), "linear": lambda z: z}
 
 
 class ConvBNReLU(nn.Module):
@@ -65,7 +79,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Deepest pyramid level -> a one-channel sigmoid image at the input size (the denoise / lesion head)."""
+    """The symmetric skip-less decoder: deepest pyramid level -> a sigmoid image at the input size (the ``seg``
+    case's one-class ``segmentation`` head)."""
 
     def __init__(self, filters=DEFAULT_FILTERS, out_channels=1):
         super().__init__()
@@ -79,19 +94,6 @@ class Decoder(nn.Module):
         for block in self.blocks:
             x = block(F.interpolate(x, scale_factor=2, mode="nearest"))
         return torch.sigmoid(self.logits(x))
-
-
-class EncoderDecoder(nn.Module):
-    def __init__(self, encoder: Encoder, decoder: Decoder):
-        super().__init__()
-        self.encoder, self.decoder = encoder, decoder
-
-    def forward(self, x):
-        return self.decoder(self.encoder(x))
-
-
-def denoising_autoencoder(in_channels=1, filters=DEFAULT_FILTERS, tf_same=False) -> EncoderDecoder:
-    return EncoderDecoder(Encoder(in_channels, filters, tf_same=tf_same), Decoder(filters, in_channels))
 
 
 class FrozenEncoderHead(nn.Module):
@@ -111,6 +113,73 @@ class FrozenEncoderHead(nn.Module):
         with torch.no_grad():
             feats = self.encoder(x)
         return self.head(feats)
+
+
+class UNetHead(nn.Module):
+    """umsrep's U-Net decoder (:func:`umsrep.models.heads.unet.unet_decoder`): pyramid + raw image ->
+    ``out_channels`` maps through ``activation`` (``sigmoid``, ``softmax`` over the channels, or ``linear``)."""
+
+    def __init__(self, filters=DEFAULT_FILTERS, out_channels=1, image_channels=1, widths=None, convs=2,
+                 activation="sigmoid"):
+        super().__init__()
+        # umsrep.models.heads.unet.default_filters: each reached level's width, then half the shallowest (>= 16)
+        widths = list(widths) if widths is not None else [*reversed(filters[:-1]), max(16, filters[0] // 2)]
+        skips = [*reversed(filters[:-1]), image_channels]     # channels concatenated at each step
+        cin, steps = filters[-1], []
+        for w, skip in zip(widths, skips):
+            steps.append(nn.Sequential(*(ConvBNReLU(cin + skip if j == 0 else w, w) for j in range(convs))))
+            cin = w
+        self.steps = nn.ModuleList(steps)
+        self.logits = nn.Conv2d(cin, out_channels, 1)
+        self.activation = activation
+        self.act = ACTIVATIONS[activation]
+
+    def forward(self, pyramid, image):
+        x = pyramid[-1]
+        for step, skip in zip(self.steps, [*reversed(pyramid[:-1]), image]):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = step(torch.cat([x, skip], dim=1))     # Keras: Concatenate([upsampled, skip])
+        return self.act(self.logits(x))
+
+
+class EncoderUNet(nn.Module):
+    """Encoder + U-Net decoder, both trained (the denoising autoencoder; a segmenter fine-tuning its encoder, as
+    the ``joint`` strategy does); the decoder reads the raw image too."""
+
+    def __init__(self, encoder: Encoder, head: UNetHead):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x):
+        return self.head(self.encoder(x), x)
+
+
+def encoder_unet(in_channels=1, filters=DEFAULT_FILTERS, out_channels=1, activation="sigmoid", mean=0.0, std=1.0,
+                 tf_same=False) -> EncoderUNet:
+    """The denoising autoencoder's encoder + a U-Net decoder with ``out_channels`` ``activation`` outputs."""
+    return EncoderUNet(Encoder(in_channels, filters, mean, std, tf_same=tf_same),
+                       UNetHead(filters, out_channels, in_channels, activation=activation))
+
+
+def denoising_autoencoder(in_channels=1, filters=DEFAULT_FILTERS, mean=0.0, std=1.0, tf_same=False) -> EncoderUNet:
+    """umsrep's denoising autoencoder (the ``denoise`` head's default ``decoder: unet``,
+    :func:`umsrep.models.heads.unet.build_denoise`): a clean image in [0, 1], as many sigmoid channels as the
+    image."""
+    return encoder_unet(in_channels, filters, in_channels, "sigmoid", mean, std, tf_same)
+
+
+def unet_segmenter(in_channels=1, filters=DEFAULT_FILTERS, n_classes=1, mean=0.0, std=1.0,
+                   tf_same=False) -> EncoderUNet:
+    """The denoising autoencoder's encoder + the default segmentation head (``head.kind: unet``): binary -> one
+    sigmoid channel; multi-class -> softmax over background + classes (umsrep's ``seg_output``)."""
+    out_channels, activation = (1, "sigmoid") if n_classes == 1 else (n_classes + 1, "softmax")
+    return encoder_unet(in_channels, filters, out_channels, activation, mean, std, tf_same)
+
+
+def frozen_encoder_segmenter(in_channels=1, filters=DEFAULT_FILTERS, mean=0.0, std=1.0,
+                             tf_same=False) -> FrozenEncoderHead:
+    """The ``seg`` case: the frozen encoder + the one-class symmetric ``segmentation`` head."""
+    return FrozenEncoderHead(Encoder(in_channels, filters, mean, std, tf_same=tf_same), Decoder(filters, 1))
 
 
 # -------------------------------------------------------------------------------------------------- losses
@@ -156,25 +225,53 @@ def _copy_conv_bn(block: ConvBNReLU, ref: dict, prefix: str):
         t.copy_(torch.from_numpy(ref[f"{prefix}.{key}"]))
 
 
-@torch.no_grad()
-def check_against_reference(ref: dict) -> float:
-    """Max |Keras - PyTorch| of the DAE's inference outputs, with Keras' exact padding and the Keras weights
-    copied in (train_throughput.py raises if it is above 1e-4). ``ref`` is written by train_throughput.py from
-    umsrep's Keras DAE, so that this process needs no TensorFlow: ``mean``, ``std`` (the input normalisation),
-    ``encoder.{i}.*`` and ``decoder.{i}.*`` (i from 1; ``kernel`` (kh, kw, cin, cout), BatchNorm's ``gamma``,
-    ``beta``, ``mean``, ``var``), ``logits.kernel``, ``logits.bias``, the images ``x`` (N, H, W, C) and the Keras
-    outputs ``out``."""
+def _ref_filters(ref: dict) -> list:
     n_enc = sum(1 for k in ref if k.startswith("encoder.") and k.endswith(".kernel"))
-    filters = [int(ref[f"encoder.{i}.kernel"].shape[-1]) for i in range(1, n_enc + 1)]
-    cin = int(ref["x"].shape[-1])
-    m = EncoderDecoder(Encoder(cin, filters, float(ref["mean"]), float(ref["std"]), tf_same=True),
-                       Decoder(filters, cin))
-    for i, block in enumerate(m.encoder.blocks, start=1):
-        _copy_conv_bn(block, ref, f"encoder.{i}")
-    for i, block in enumerate(m.decoder.blocks, start=1):
-        _copy_conv_bn(block, ref, f"decoder.{i}")
-    m.decoder.logits.weight.copy_(torch.from_numpy(ref["logits.kernel"].transpose(3, 2, 0, 1).copy()))
-    m.decoder.logits.bias.copy_(torch.from_numpy(ref["logits.bias"]))
+    return [int(ref[f"encoder.{i}.kernel"].shape[-1]) for i in range(1, n_enc + 1)]
+
+
+def _copy_logits(conv: nn.Conv2d, ref: dict):
+    conv.weight.copy_(torch.from_numpy(ref["logits.kernel"].transpose(3, 2, 0, 1).copy()))
+    conv.bias.copy_(torch.from_numpy(ref["logits.bias"]))
+
+
+def _max_difference(m: nn.Module, ref: dict) -> float:
     m.eval()
     out = m(torch.from_numpy(ref["x"].transpose(0, 3, 1, 2).copy())).numpy().transpose(0, 2, 3, 1)
     return float(np.max(np.abs(ref["out"] - out)))
+
+
+@torch.no_grad()
+def check_unet_against_reference(ref: dict) -> float:
+    """Max |Keras - PyTorch| of the inference outputs of an encoder + U-Net decoder (:func:`encoder_unet`: the
+    ``dae`` and ``unet`` cases), with Keras' exact padding and the Keras weights copied in (train_throughput.py
+    raises if it is above 1e-4). ``ref`` is written by train_throughput.py (``unet_reference``) from the Keras
+    model, so that this process needs no TensorFlow: ``mean``, ``std`` (the input normalisation),
+    ``encoder.{i}.*`` (i from 1) and ``decoder.{k}.{j}.*`` (step k from 1, deepest first; conv j from 1), each
+    ``kernel`` (kh, kw, cin, cout) and BatchNorm's ``gamma``, ``beta``, ``mean``, ``var``; ``logits.kernel``
+    (1, 1, cin, cout), ``logits.bias``, ``activation`` (the Keras output layer's), the images ``x`` (N, H, W, C)
+    and the Keras outputs ``out``."""
+    cin = int(ref["x"].shape[-1])
+    m = encoder_unet(cin, _ref_filters(ref), int(ref["logits.bias"].shape[0]), str(ref["activation"]),
+                     float(ref["mean"]), float(ref["std"]), tf_same=True)
+    for i, block in enumerate(m.encoder.blocks, start=1):
+        _copy_conv_bn(block, ref, f"encoder.{i}")
+    for k, step in enumerate(m.head.steps, start=1):
+        for j, block in enumerate(step, start=1):
+            _copy_conv_bn(block, ref, f"decoder.{k}.{j}")
+    _copy_logits(m.head.logits, ref)
+    return _max_difference(m, ref)
+
+
+@torch.no_grad()
+def check_symmetric_against_reference(ref: dict) -> float:
+    """As :func:`check_unet_against_reference`, for the ``seg`` case (:func:`frozen_encoder_segmenter`): ``ref``
+    (``symmetric_reference``) holds ``decoder.{i}.*`` (i from 1, deepest first) and a 3x3 ``logits.kernel``."""
+    m = frozen_encoder_segmenter(int(ref["x"].shape[-1]), _ref_filters(ref), float(ref["mean"]),
+                                 float(ref["std"]), tf_same=True)
+    for i, block in enumerate(m.encoder.blocks, start=1):
+        _copy_conv_bn(block, ref, f"encoder.{i}")
+    for i, block in enumerate(m.head.blocks, start=1):
+        _copy_conv_bn(block, ref, f"decoder.{i}")
+    _copy_logits(m.head.logits, ref)
+    return _max_difference(m, ref)

@@ -7,16 +7,21 @@ one JSON object per line, so that the TensorFlow and PyTorch cases stay interlea
 (umsrep, keras_fit, torch..., umsrep, keras_fit, torch..., ...) while each framework has a process to itself:
 
     first reply        {"torch": version, "threads": n}   or {"error": "..."} if PyTorch is not importable
-    setup  (a model)   {"cmd": "setup", "kind": "dae" | "seg", "data": NPZ, "steps": n, "batch": b,
+    setup  (a model)   {"cmd": "setup", "kind": "dae" | "seg" | "unet", "data": NPZ, "steps": n, "batch": b,
                         "cases": {name: [bf16, channels_last]}}  ->  {"cases": [built], "errors": {case: msg}}
     run    (one case)  {"cmd": "run", "case": name}  ->  {"seconds": t, "loss": l}   (timed here: no pipe in it)
     twin   (checks)    {"cmd": "twin", "kind": ..., "reference": NPZ | null}  ->  {"parameters": {...},
                         "max_output_difference": e | null}
     quit               {"cmd": "quit"}
 
-NPZ ``data``: the image pool ``x`` (N, H, W, 1) and the masks ``mask`` (N, H, W), the same arrays as the Keras
-cases train on. The ``reference`` of the twin check: see :func:`torch_models.check_against_reference`. Replies
-go to this process's original stdout; anything else printed here (by PyTorch too) goes to stderr.
+The twins (bench/torch_models.py, :data:`TWINS`): ``dae`` the denoising autoencoder (encoder + U-Net decoder, MSE
+against the clean image), ``seg`` the frozen encoder + symmetric one-class head, ``unet`` the encoder + U-Net
+one-class head, both trained (``seg`` and ``unet``: dice_ce against the masks). NPZ ``data``: the image pool ``x``
+(N, H, W, 1) and the masks ``mask`` (N, H, W), the same arrays as the Keras cases train on. The ``reference`` of
+the twin check (the Keras model's weights, inputs and outputs): see
+:func:`torch_models.check_unet_against_reference` (``dae``, ``unet``) and
+:func:`torch_models.check_symmetric_against_reference` (``seg``). Replies go to this process's original stdout;
+anything else printed here (by PyTorch too) goes to stderr.
 
     python bench/torch_worker.py [--threads N]      (started by train_throughput.py, not by hand)
 """
@@ -28,6 +33,11 @@ import json
 import os
 import sys
 import time
+
+#: kind -> (the twin's builder, its output check against the Keras model), names in torch_models
+TWINS = {"dae": ("denoising_autoencoder", "check_unet_against_reference"),
+         "seg": ("frozen_encoder_segmenter", "check_symmetric_against_reference"),
+         "unet": ("unet_segmenter", "check_unet_against_reference")}
 
 
 def main():
@@ -76,11 +86,11 @@ def main():
                 reply(error=f"{type(e).__name__}: {e}")
         elif cmd == "twin":
             try:
-                module = (tm.denoising_autoencoder() if msg["kind"] == "dae"
-                          else tm.FrozenEncoderHead(tm.Encoder(), tm.Decoder()))
+                make, check = TWINS[msg["kind"]]
+                module = getattr(tm, make)()
                 err = None
                 if msg.get("reference"):
-                    err = tm.check_against_reference(dict(np.load(msg["reference"])))
+                    err = getattr(tm, check)(dict(np.load(msg["reference"])))
                 reply(parameters=tm.count(module), max_output_difference=err)
             except Exception as e:
                 reply(error=f"{type(e).__name__}: {e}")
@@ -95,14 +105,13 @@ def runner(kind, data, steps, bs, bf16, channels_last):
     import torch_models as tm
 
     x = data["x"]
-    if kind == "dae":
-        make, loss_fn, y = tm.denoising_autoencoder, tm.mse_loss, x.transpose(0, 3, 1, 2).copy()
-    elif kind == "seg":
-        def make():
-            return tm.FrozenEncoderHead(tm.Encoder(), tm.Decoder())
-        loss_fn, y = tm.dice_ce_loss, (data["mask"][:, None] > 0).astype(np.float32)
-    else:
+    if kind not in TWINS:
         raise ValueError(f"no PyTorch twin of {kind!r}")
+    make = getattr(tm, TWINS[kind][0])
+    if kind == "dae":                   # reconstruct the (clean) input
+        loss_fn, y = tm.mse_loss, x.transpose(0, 3, 1, 2).copy()
+    else:                               # seg: frozen encoder; unet: encoder trained too (the joint strategy's)
+        loss_fn, y = tm.dice_ce_loss, (data["mask"][:, None] > 0).astype(np.float32)
     n_pool = len(x)
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format

@@ -2,20 +2,30 @@
 float32 and each framework's fastest setting, and the fraction of the machine's GEMM peak achieved.
 
     python bench/train_throughput.py [--size 256] [--batch 16] [--steps 10] [--repeats 3]
-                                     [--only dae seg mmanet] [--precisions fp32 bf16] [--no-torch]
+                                     [--only dae seg unet mmanet] [--precisions fp32 bf16] [--no-torch]
 
-Models (random weights and data; speed does not depend on them): the denoising autoencoder (encoder + decoder,
-~787k parameters), the segmentation head trained on a frozen shared encoder (the `independent` stage, as
-`umsrep fit` runs it: encoder not trainable, its BatchNorm in inference mode), and MMA-Net (seg + cls, trained
-jointly) at the recipe widths. Cases per model, all built fresh, warmed up once, then timed interleaved in one
-loop (a, b, c, ..., a, b, c, ...) and the median of the repeats reported:
+Models (random weights and data; speed does not depend on them):
+
+- ``dae``: the denoising autoencoder as `umsrep` builds it: the encoder + the ``denoise`` head's default U-Net
+  decoder (``representation.decoder: unet``: skips from every encoder level and the raw image at full
+  resolution, two conv + BN + ReLU per step, one sigmoid channel; ~1.17M parameters), MSE loss;
+- ``seg``: the paper's symmetric one-class ``segmentation`` head (skip-less) trained on a frozen shared encoder
+  (the `independent` stage, as `umsrep fit` runs it: encoder not trainable, its BatchNorm in inference mode);
+- ``unet``: the default segmentation head (``head.kind: unet``, one lesion class) with the encoder fine-tuned
+  along with it (trainable, as the ``joint`` strategy of recipes/busi.yaml trains it), loss dice_ce: the same
+  layers as ``dae`` (one-channel images), another loss and targets;
+- ``mmanet``: MMA-Net (seg + cls, trained jointly) at the recipe widths.
+
+Cases per model, all built fresh, warmed up once, then timed interleaved in one loop (a, b, c, ..., a, b, c,
+...) and the median of the repeats reported:
 
 - ``umsrep``: umsrep's engine (`SingleTask` / `Joint`, its `tf.function` step through `strategy.run`);
 - ``keras_fit``: `model.fit` with the same optimizer (Adam, lr 1e-4), loss and tf.data stream;
 - ``torch_fp32_nchw`` / ``torch_fp32_channels_last`` / ``torch_bf16_channels_last``: the identical network in
-  PyTorch eager (bench/torch_models.py; parameter counts checked equal to the Keras model's, and for the
-  autoencoder its outputs checked equal with the Keras weights copied in), same loss, Adam lr 1e-4, batch and
-  random data; bf16 = `torch.autocast("cpu", torch.bfloat16)`, loss in float32. Not for MMA-Net (no twin).
+  PyTorch eager (bench/torch_models.py; before timing, its parameter counts are checked equal to the Keras
+  model's, and its inference outputs with the Keras weights copied in and Keras' padding equal to the Keras
+  model's within 1e-4, else the run stops), same loss, Adam lr 1e-4, batch and random data; bf16 =
+  `torch.autocast("cpu", torch.bfloat16)`, loss in float32. Not for MMA-Net (no twin).
   PyTorch runs in a process of its own (bench/torch_worker.py, started once, driven over a pipe; it gets the
   same images through a temporary .npz file): TensorFlow and PyTorch are never loaded into one process (triton,
   which PyPI's default Linux wheel of PyTorch brings, crashed next to TensorFlow). The interleaving is the same:
@@ -46,8 +56,9 @@ from pathlib import Path
 
 from _common import RESULTS, machine, save
 
-MODELS = ("dae", "seg", "mmanet")
-NAMES = {"dae": "denoising_autoencoder", "seg": "segmentation_head_frozen_encoder", "mmanet": "mmanet_joint"}
+MODELS = ("dae", "seg", "unet", "mmanet")
+NAMES = {"dae": "denoising_autoencoder", "seg": "segmentation_head_frozen_encoder", "unet": "unet_head_joint",
+         "mmanet": "mmanet_joint"}
 POLICY = {"fp32": "float32", "bf16": "mixed_bfloat16"}
 TORCH_CASES = {"torch_fp32_nchw": (False, False), "torch_fp32_channels_last": (False, True),
                "torch_bf16_channels_last": (True, True)}   # name -> (bf16 autocast, channels_last)
@@ -117,12 +128,14 @@ def keras_count(model) -> dict:
             "trainable": int(sum(np.prod(v.shape) for v in model.trainable_weights))}
 
 
-def dae_reference(keras_model, path):
-    """The Keras DAE's weights, two images and its outputs, for the PyTorch twin's check in its own process
-    (layout: torch_models.check_against_reference)."""
+def _reference(keras_model, path, decoder_keys):
+    """The Keras model's weights, two images and its outputs, for the PyTorch twin's check in its own process:
+    ``mean``, ``std``, ``encoder.{i}.*``, the decoder's conv + BN blocks (``decoder_keys(head name, layer name)``:
+    their key, or None), ``logits.*``, ``activation``, ``x``, ``out``."""
     import numpy as np
 
-    enc, head = keras_model.layers[1], keras_model.layers[2]
+    enc = keras_model.get_layer("encoder")
+    head = next(layer for layer in keras_model.layers if layer.name.startswith("head_"))
     norm = enc.get_layer("normalize")
     ref = {"mean": np.float32(norm.mean), "std": np.float32(norm.std)}
 
@@ -134,15 +147,40 @@ def dae_reference(keras_model, path):
     for i in range(1, len(enc.outputs) + 1):
         conv_bn(enc, f"enc{i}", f"encoder.{i}")
     name = head.name.removeprefix("head_")
-    i = 1
-    while any(layer.name == f"{name}_dec{i}_conv" for layer in head.layers):
-        conv_bn(head, f"{name}_dec{i}", f"decoder.{i}")
-        i += 1
+    for layer in head.layers:
+        key = decoder_keys(name, layer.name)
+        if key:
+            conv_bn(head, layer.name.removesuffix("_conv"), key)
     ref["logits.kernel"], ref["logits.bias"] = head.get_layer(f"{name}_logits").get_weights()
+    ref["activation"] = np.str_(head.get_layer(f"{name}_out").get_config()["activation"])
     ref["x"] = np.random.default_rng(1).random((2, *keras_model.input_shape[1:])).astype(np.float32)
     ref["out"] = np.asarray(keras_model(ref["x"], training=False))
     np.savez(path, **ref)
     return path
+
+
+def unet_reference(keras_model, path):
+    """Encoder + U-Net decoder (the DAE, the ``unet`` case): layout of torch_models.check_unet_against_reference,
+    ``decoder.{k}.{j}`` from the layers ``<name>_dec<k><a|b|...>_conv`` (step k from 1, conv j = a, b, ...)."""
+    import re
+
+    def keys(name, layer):
+        m = re.fullmatch(rf"{re.escape(name)}_dec(\d+)([a-d])_conv", layer)
+        return f"decoder.{m[1]}.{'abcd'.index(m[2]) + 1}" if m else None
+
+    return _reference(keras_model, path, keys)
+
+
+def symmetric_reference(keras_model, path):
+    """Encoder + symmetric decoder (the ``seg`` case): layout of torch_models.check_symmetric_against_reference,
+    ``decoder.{i}`` from the layers ``<name>_dec<i>_conv``."""
+    import re
+
+    def keys(name, layer):
+        m = re.fullmatch(rf"{re.escape(name)}_dec(\d+)_conv", layer)
+        return f"decoder.{m[1]}" if m else None
+
+    return _reference(keras_model, path, keys)
 
 
 def main():
@@ -239,6 +277,23 @@ def main():
         seg = build_seg()[2]
         return fit_runner(seg, keras_seg_loss, ds(mask[..., None])), seg
 
+    def build_unet():
+        enc = build_dae()[0]
+        enc.trainable = True              # fine-tuned with the head, as `umsrep fit` does for the joint strategy
+        head = HEADS.get("unet").build(pyramid_spec(enc), (size, size), name="lesion", n_classes=1,
+                                       image_channels=1)
+        return enc, head, attach_one(enc, head)
+
+    def unet_umsrep():
+        model = build_unet()[2]
+        st = SingleTask("lesion", TaskStream("lesion", model, seg_loss, ds(mask), steps), model.trainable_variables,
+                        opt())
+        return st.train_epoch, model
+
+    def unet_fit():
+        model = build_unet()[2]
+        return fit_runner(model, keras_seg_loss, ds(mask[..., None])), model
+
     def build_mmanet():
         from umsrep.recipe import parse_recipe
         from umsrep.train.fit import build_encoder, build_head
@@ -312,10 +367,11 @@ def main():
         tw = None
 
     def check_twin(kind, keras_model):
-        """Parameter counts (and, for the DAE, outputs) of the PyTorch twin equal the Keras model's."""
+        """Parameter counts and outputs (Keras weights copied in) of the PyTorch twin equal the Keras model's."""
         if tw is None or kind == "mmanet":
             return None
-        ref = dae_reference(keras_model, Path(tmp.name) / "dae_reference.npz") if kind == "dae" else None
+        refs = {"dae": unet_reference, "seg": symmetric_reference, "unet": unet_reference}
+        ref = refs[kind](keras_model, Path(tmp.name) / f"{kind}_reference.npz") if kind in refs else None
         try:
             r = tw.ask(cmd="twin", kind=kind, reference=str(ref) if ref else None)
         except WorkerDied as e:
@@ -334,12 +390,13 @@ def main():
             return t
         err = r["max_output_difference"]
         if err > 1e-4:
-            raise SystemExit(f"PyTorch twin differs from the Keras model: max |diff| {err:.2e} > 1e-4")
+            raise SystemExit(f"{NAMES[kind]}: PyTorch twin differs from the Keras model: max |diff| {err:.2e} > 1e-4")
         print(f"{NAMES[kind]}: PyTorch twin (Keras padding, Keras weights) matches the Keras outputs, "
               f"max |diff| {err:.1e}")
         return {**t, "max_output_difference": err}
 
-    tf_builders = {"dae": (dae_umsrep, dae_fit), "seg": (seg_umsrep, seg_fit), "mmanet": (mma_umsrep, mma_fit)}
+    tf_builders = {"dae": (dae_umsrep, dae_fit), "seg": (seg_umsrep, seg_fit), "unet": (unet_umsrep, unet_fit),
+                   "mmanet": (mma_umsrep, mma_fit)}
 
     # ---------------------------------------------------------------------------------------- timing
     def set_policy(p):
