@@ -427,20 +427,36 @@ class PatientTarget(Strict):
 
 class PatientFeature(Strict):
     """One per-group feature: exactly one of ``area`` (``task.class`` pixels summed over the group's images, at
-    ``frame``), ``change`` ([a, b] -> (a - b) / a, e.g. an ejection fraction) or ``ratio`` ([a, b] -> a / b)."""
+    ``frame``), ``thickness`` (the wall thickness of ``task.class`` over the group's images at ``frame``, summarised
+    by ``stat``), ``change`` ([a, b] -> (a - b) / a, e.g. an ejection fraction) or ``ratio`` ([a, b] -> a / b)."""
 
     area: Optional[str] = Field(None, description="task.class (a segmentation task's class), or task (any class)")
-    frame: Optional[str] = Field(None, description="area: a name of `frames` (default: every image of the group)")
+    thickness: Optional[str] = Field(
+        None, description="task.class: thickness of that region (twice the distance to its edge along its medial "
+                          "ridge, e.g. the myocardial wall), pooled over the group's images")
+    stat: Literal["mean", "cv", "p10_p90", "max"] = Field(
+        "mean", description="thickness: mean, coefficient of variation (SD / mean), 10th over 90th percentile "
+                            "(a thin segment in a thick wall lowers it), or maximum")
+    frame: Optional[str] = Field(None, description="area, thickness: a name of `frames` (default: every image of "
+                                                   "the group)")
     change: Optional[Tuple[str, str]] = Field(None, description="[a, b] feature names -> (a - b) / a")
     ratio: Optional[Tuple[str, str]] = Field(None, description="[a, b] feature names -> a / b")
 
     @model_validator(mode="after")
     def _one(self):
-        if sum(x is not None for x in (self.area, self.change, self.ratio)) != 1:
-            raise ValueError("give exactly one of area: task.class, change: [a, b], ratio: [a, b]")
-        if self.frame is not None and self.area is None:
-            raise ValueError("frame is for area features")
+        if sum(x is not None for x in (self.area, self.thickness, self.change, self.ratio)) != 1:
+            raise ValueError("give exactly one of area: task.class, thickness: task.class, change: [a, b], "
+                             "ratio: [a, b]")
+        if self.frame is not None and self.area is None and self.thickness is None:
+            raise ValueError("frame is for area and thickness features")
+        if "stat" in self.model_fields_set and self.thickness is None:
+            raise ValueError("stat is for thickness features")
         return self
+
+    @property
+    def region(self) -> Optional[str]:
+        """``task.class`` of an area or thickness feature (None for change / ratio)."""
+        return self.area if self.area is not None else self.thickness
 
 
 class PatientConfig(Strict):
@@ -483,8 +499,10 @@ class PatientConfig(Strict):
             out[name] = f
         for name, f in out.items():
             where = f"patient.features.{name}" if name in self.features else "patient.areas"
-            if f.area is not None:
-                task, _, cls = f.area.partition(".")
+            if f.region is not None:
+                task, _, cls = f.region.partition(".")
+                if f.thickness is not None and not cls:
+                    raise ValueError(f"{where}: thickness needs task.class (one region), got {f.thickness!r}")
                 if task not in tasks or tasks[task].type != "segmentation":
                     seg = sorted(n for n, t in tasks.items() if t.type == "segmentation")
                     raise ValueError(f"{where}: {task!r} is not a segmentation task; those are {seg}")

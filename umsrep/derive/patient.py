@@ -2,7 +2,8 @@
 
 A pathology is a property of the patient, read from volumes and function, not of one slice. The recipe's
 ``patient:`` section (:class:`umsrep.recipe.PatientConfig`) groups images by a labels-CSV column, declares the
-features (segmented area of a task's class summed over the group's images at a frame; ``change`` between two
+features (segmented area of a task's class summed over the group's images at a frame; the wall thickness of a
+class (e.g. the myocardium) pooled over them; ``change`` between two
 features, e.g. an ejection-fraction proxy (ED - ES) / ED; ``ratio`` of two features, e.g. myocardium over cavity)
 and the per-group targets, and a scikit-learn classifier (seeded) is trained on the training groups' features
 and evaluated per group on val/test (accuracy, balanced accuracy, MCC, confusion, bootstrap 95% CI over groups).
@@ -116,15 +117,29 @@ def group_features(cfg, task_classes: Mapping[str, Sequence[str]], image_names: 
             per *= float(s[0] * (s[1] if s.size > 1 else s[0]))
         return float(k.sum()) * per
 
+    def thickness_samples(i, task, cls):
+        m = np.asarray(label_maps[task][i]) == list(task_classes[task]).index(cls) + 1
+        per = 1.0   # one model pixel in original pixels (or mm): the square root of its area
+        if sizes is not None and sizes[i] is not None:
+            per = np.sqrt(float(sizes[i][0]) * float(sizes[i][1]) / (m.shape[0] * m.shape[1]))
+        if use_mm:
+            s = np.asarray(spacing[i], float).reshape(-1)
+            per *= float(np.sqrt(s[0] * (s[1] if s.size > 1 else s[0])))
+        return wall_thickness(m) * per
+
     gids = list(groups)
     X = np.full((len(gids), len(specs)), np.nan)
     for gi, g in enumerate(gids):
         vals: Dict[str, float] = {}
         for name, f in specs.items():
-            if f.area is not None:
-                task, _, cls = f.area.partition(".")
+            if f.region is not None:
+                task, _, cls = f.region.partition(".")
                 rows = [i for i in groups[g] if f.frame is None or frame_of[i] == f.frame]
-                v = sum(pixel_area(i, task, cls) for i in rows) if rows else np.nan
+                if f.area is not None:
+                    v = sum(pixel_area(i, task, cls) for i in rows) if rows else np.nan
+                else:
+                    v = thickness_stat(np.concatenate([thickness_samples(i, task, cls) for i in rows] or [[]]),
+                                       f.stat)
             else:
                 a, b = (vals[r] for r in (f.change or f.ratio))
                 num = (a - b) if f.change is not None else a
@@ -136,6 +151,38 @@ def group_features(cfg, task_classes: Mapping[str, Sequence[str]], image_names: 
     for col in columns:
         const[col] = [_constant([table[names[i]].get(col, "") for i in groups[g]]) for g in gids]
     return GroupFeatures(gids, list(specs), X, [len(groups[g]) for g in gids], const, "mm" if use_mm else "px")
+
+
+def wall_thickness(mask) -> np.ndarray:
+    """Thickness samples of a binary region in pixels: twice the Euclidean distance to the nearest background
+    pixel, read on the region's medial ridge (pixels whose distance is a local maximum of their 3x3
+    neighbourhood). For a ring such as the myocardium, one sample per ridge pixel around the wall; empty when the
+    region is absent."""
+    import cv2
+
+    m = np.asarray(mask, bool)
+    if m.sum() < 3:
+        return np.zeros(0)
+    d = cv2.distanceTransform(np.pad(m, 1).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    ridge = m & (d >= cv2.dilate(d, np.ones((3, 3), np.uint8)) - 1e-6)
+    # a pixel's distance is to the centre of the nearest background pixel, so 2 d - 1 is exact for a band of an odd
+    # number of pixels and one pixel short for an even one: 2 d - 0.5 is within half a pixel of either
+    return 2.0 * d[ridge] - 0.5
+
+
+def thickness_stat(t: np.ndarray, stat: str) -> float:
+    """``mean`` / ``cv`` (SD over mean) / ``p10_p90`` / ``max`` of thickness samples; NaN without samples."""
+    t = np.asarray(t, float)
+    if t.size == 0:
+        return np.nan
+    if stat == "mean":
+        return float(t.mean())
+    if stat == "cv":
+        return float(t.std() / t.mean()) if t.mean() > 0 else np.nan
+    if stat == "p10_p90":
+        hi = np.percentile(t, 90)
+        return float(np.percentile(t, 10) / hi) if hi > 0 else np.nan
+    return float(t.max())
 
 
 def _constant(values):

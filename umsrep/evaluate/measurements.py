@@ -164,7 +164,7 @@ def evaluate_patients(model, recipe, tasks, batch_size=16, log=print, labels=Non
 
     cfg = recipe.patient
     specs = cfg.feature_specs(recipe.tasks)
-    used = sorted({f.area.partition(".")[0] for f in specs.values() if f.area is not None})
+    used = sorted({f.region.partition(".")[0] for f in specs.values() if f.region is not None})
     srcs = {tasks[t].source.key: tasks[t].source for t in used}
     if len(srcs) != 1:
         raise DataError(f"patient: the area tasks {used} come from {len(srcs)} data sets; they must share one")
