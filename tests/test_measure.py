@@ -293,6 +293,11 @@ def test_evaluation_compares_predicted_with_true_masks_on_the_original_grid():
     page = build_html({"run": {"name": "m"}, "measurements": m}, "name: m\n", "# m\n")
     section = page.split('id="measurement-agreement"', 1)[1]
     assert section.count("<img") == len(m) and "thickness: measured on the predicted minus on the true" in section
+    from umsrep.evaluate.report import render_markdown
+
+    md = render_markdown({"run": {"name": "m"}, "measurements": m}).split("## Measurements", 1)[1]
+    row = next(line for line in md.splitlines() if line.startswith("| thickness |") and "| test |" in line)
+    assert f"{t['test']['px']['mae']:.2f} px" in row and f"{t['test']['px']['mae_pct']:.1f} %" in row
 
 
 def test_tasks_labelled_on_different_data_sets():

@@ -228,3 +228,9 @@ def test_evaluate_patients_with_a_stand_in_for_the_heads(tmp_path):
     for key in ("predicted_masks", "true_masks"):
         assert m[key]["dx"]["test"]["accuracy"] == 1.0 and m[key]["dx"]["test"]["n_groups"] == 6
     assert m["predicted_masks"]["sick"]["val"]["n_groups"] == 3
+    from umsrep.evaluate.report import render_markdown
+
+    md = render_markdown({"run": {"name": "t"}, "patient": m})
+    section = md.split("## Patient-level tasks", 1)[1]
+    row = next(line for line in section.splitlines() if line.startswith("| dx |"))
+    assert "| 6 | 1.0000 |" in row and row.endswith("| 1.0000 |")     # test groups, accuracy; true-mask accuracy
