@@ -110,8 +110,8 @@ def test_the_recipe_section_is_checked_at_load(patient, message):
 
 def test_wall_thickness_of_rings_of_known_width():
     """wall_thickness on straight bands (within half a pixel, by construction) and rasterised rings (outer radius
-    30, widths 3-11 px: the mean within 0.6 pixel); a ring thinned to 3 px over a quarter of its circumference keeps its mean near the width but its
-    10th/90th percentile ratio falls, and the pooled statistic is scale-aware through the image size."""
+    30, widths 3-11 px: the mean within 0.6 pixel); a ring thinned to 3 px over a quarter of its circumference has
+    a lower 10th/90th percentile ratio and a larger coefficient of variation than the even ring."""
     from umsrep.derive.patient import thickness_stat, wall_thickness
 
     yy, xx = np.mgrid[0:96, 0:96]
