@@ -138,9 +138,13 @@ def test_load_recipe_file_errors(tmp_path):
 def test_shipped_recipes_validate():
     files = sorted((REPO / "recipes").rglob("*.yaml"))
     assert any(f.parent.name == "pretrain" for f in files)
+    from umsrep.recipe import dump_recipe
+
     for f in files:
         r = load_recipe(f)
         assert r.name and r.tasks, f
+        # the resolved recipe a run writes (every default filled in) loads again to the same recipe
+        assert parse_recipe(yaml.safe_load(dump_recipe(r)), str(f)) == r, f
 
 
 def test_loss_names_match_registry():

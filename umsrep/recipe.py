@@ -449,7 +449,7 @@ class PatientFeature(Strict):
                              "ratio: [a, b]")
         if self.frame is not None and self.area is None and self.thickness is None:
             raise ValueError("frame is for area and thickness features")
-        if "stat" in self.model_fields_set and self.thickness is None:
+        if self.stat != "mean" and self.thickness is None:  # the default is written into resolved recipes
             raise ValueError("stat is for thickness features")
         return self
 
