@@ -106,26 +106,24 @@ def group_features(cfg, task_classes: Mapping[str, Sequence[str]], image_names: 
             v = table[n][cfg.frame_column]
             frame_of[i] = next((f for f, want in cfg.frames.items() if _same(v, str(want))), None)
 
-    def pixel_area(i, task, cls):
-        m = np.asarray(label_maps[task][i])
-        k = (m > 0) if not cls else (m == list(task_classes[task]).index(cls) + 1)
+    def area_per_pixel(i, shape):
+        """The area of one label-map pixel of image ``i`` in original pixels (mm² with a spacing)."""
         per = 1.0
         if sizes is not None and sizes[i] is not None:
-            per = float(sizes[i][0]) * float(sizes[i][1]) / (m.shape[0] * m.shape[1])
+            per = float(sizes[i][0]) * float(sizes[i][1]) / (shape[0] * shape[1])
         if use_mm:
             s = np.asarray(spacing[i], float).reshape(-1)
             per *= float(s[0] * (s[1] if s.size > 1 else s[0]))
-        return float(k.sum()) * per
+        return per
 
-    def thickness_samples(i, task, cls):
+    def pixel_area(i, task, cls):
+        m = np.asarray(label_maps[task][i])
+        k = (m > 0) if not cls else (m == list(task_classes[task]).index(cls) + 1)
+        return float(k.sum()) * area_per_pixel(i, m.shape)
+
+    def thickness_samples(i, task, cls):   # lengths scale with the square root of a pixel's area
         m = np.asarray(label_maps[task][i]) == list(task_classes[task]).index(cls) + 1
-        per = 1.0   # one model pixel in original pixels (or mm): the square root of its area
-        if sizes is not None and sizes[i] is not None:
-            per = np.sqrt(float(sizes[i][0]) * float(sizes[i][1]) / (m.shape[0] * m.shape[1]))
-        if use_mm:
-            s = np.asarray(spacing[i], float).reshape(-1)
-            per *= float(np.sqrt(s[0] * (s[1] if s.size > 1 else s[0])))
-        return wall_thickness(m) * per
+        return wall_thickness(m) * np.sqrt(area_per_pixel(i, m.shape))
 
     gids = list(groups)
     X = np.full((len(gids), len(specs)), np.nan)

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from umsrep.evaluate.stats import bootstrap_ci
+from umsrep.evaluate.stats import bootstrap_ci, group_mean
 
 
 def agreement(pred: Sequence[float], true: Sequence[float], unit: str = "px", seed: int = 0,
@@ -43,12 +43,11 @@ def agreement(pred: Sequence[float], true: Sequence[float], unit: str = "px", se
         out["mae_pct"] = float(np.mean(ad[nz] / np.abs(t[nz])) * 100) if nz.any() else None
     out["pearson_r"] = float(np.corrcoef(p, t)[0, 1]) if p.size > 2 and p.std() > 0 and t.std() > 0 else None
     if g is not None:
-        names, inverse, counts = np.unique(g, return_inverse=True, return_counts=True)
+        by = group_mean(ad, g)
         out["ci95_over"] = "group"
-        out["by_group"] = {"n": int(len(names)), "largest": int(counts.max()),
-                           "mae": float((np.bincount(inverse, weights=ad) / counts).mean())}
+        out["by_group"] = {"n": by["n"], "largest": by["largest"], "mae": by["mean"]}
         if unit != "deg" and np.all(t != 0):
-            out["by_group"]["mae_pct"] = float((np.bincount(inverse, weights=ad / np.abs(t) * 100) / counts).mean())
+            out["by_group"]["mae_pct"] = group_mean(ad / np.abs(t) * 100, g)["mean"]
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from umsrep.derive.rules import HeadValues, decide, heads_of
 from umsrep.evaluate.metrics import classification_metrics, dice_per_image, segmentation_metrics, summarize_quality
 from umsrep.evaluate.predictions import rows
-from umsrep.evaluate.stats import bootstrap_ci, mcnemar, paired_tests
+from umsrep.evaluate.stats import bootstrap_ci, group_mean, mcnemar, paired_tests
 
 MAIN = {"segmentation": "dice", "classification": "accuracy"}
 
@@ -111,16 +111,6 @@ def score_task(p: dict, name: str, task, seed: int = 0, group_by=None):
     if "predict_time_s" in p:
         m["predict_time_s"] = round(float(p["predict_time_s"]), 3)
     return m, per
-
-
-def group_mean(per, groups) -> dict:
-    """The per-image outcome (Dice, or 1/0 for a correct class) averaged within each group, then over groups:
-    ``{"n": groups, "mean": .., "largest": images in the largest group}``. With one large group (a long recording)
-    the per-image mean is mostly that group's; this mean counts every patient once."""
-    per, groups = np.asarray(per, float), np.asarray(groups).astype(str)
-    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse, weights=per) / counts
-    return {"n": int(len(names)), "mean": float(means.mean()), "largest": int(counts.max())}
 
 
 def score_predictions(preds: dict, recipe, log=print, outcomes=None) -> dict:

@@ -73,6 +73,16 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.9
     return {**out, "low": float(low), "high": float(high)}
 
 
+def group_mean(per, groups) -> dict:
+    """The per-image outcome (Dice, or 1/0 for a correct class) averaged within each group, then over groups:
+    ``{"n": groups, "mean": .., "largest": images in the largest group}``. With one large group (a long recording)
+    the per-image mean is mostly that group's; this mean counts every group once."""
+    per, groups = np.asarray(per, float), np.asarray(groups).astype(str)
+    names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=per) / counts
+    return {"n": int(len(names)), "mean": float(means.mean()), "largest": int(counts.max())}
+
+
 def paired_tests(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
     """Paired t-test and Wilcoxon signed-rank test of ``a`` vs ``b`` (one value per fold each)."""
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
