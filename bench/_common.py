@@ -33,6 +33,45 @@ def median_time(fn, repeats=5, warmup=1) -> float:
     return statistics.median(times)
 
 
+# Started by run_measured: a small process that starts the command and reports that command's peak RSS alone. A
+# child forked straight from a large benchmark process inherits the parent's high-water mark (Linux carries the
+# forked memory's peak across exec), so the command is started from this fresh, small process instead.
+_RSS_HELPER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd, **popen_kw) -> tuple:
+    """Run ``cmd`` (a list) to the end in a process of its own: (seconds, exit code, peak RSS of that command's
+    process in MB; Linux ``ru_maxrss`` from ``wait4``, KiB)."""
+    import os
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="umsrep_rss_")
+    os.close(fd)
+    try:
+        t0 = time.perf_counter()
+        rc = subprocess.run([sys.executable, "-c", _RSS_HELPER, path, *map(str, cmd)], **popen_kw).returncode
+        seconds = time.perf_counter() - t0
+        text = Path(path).read_text().strip()
+    finally:
+        os.unlink(path)
+    return seconds, rc, (int(text) / 1024 if text else float("nan"))
+
+
+def self_peak_rss_mb() -> float:
+    """Peak RSS of this process so far, MB (Linux ``ru_maxrss``, KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def save(name: str, result: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -1,14 +1,18 @@
-"""`umsrep predict` throughput at 256² and `umsrep --help` wall time.
+"""`umsrep predict` throughput at 256², its peak memory, and `umsrep --help` wall time.
 
-    python bench/predict.py [--n 200] [--repeats 3]
+    python bench/predict.py [--n 200 1000] [--repeats 3]
 
 Makes a small run at 256² (the embedded synthetic ultrasound set, denoising-autoencoder encoder + lesion
 segmentation + diagnosis heads; 1 training step per stage — speed does not depend on the weights), then:
 (1) the model alone: forward passes of the saved model over n preprocessed images (batch 16), images/s, and of
 the autoencoder-based segmentation model alone (encoder + lesion decoder; batch 16 and 32);
 (2) `umsrep predict RUN FOLDER --out DIR` as a user runs it, end to end in a fresh process (Python and
-TensorFlow start-up, model load, reading n PNGs, writing masks, overlays, denoised images and CSV/JSON),
-images/s with everything included; (3) `umsrep --help` wall time. Medians of the repeats.
+TensorFlow start-up, model load, reading the PNGs, writing masks and CSV/JSON), images/s with everything
+included, for each --n (the fixed start-up cost weighs less on more images), in three output settings: masks +
+CSV only (`--no-overlays --no-denoised`), + overlays (`--no-denoised`), and everything (the default: + denoised
+images); with the peak RSS of that process and, for reference, the same command on one image (start-up, model
+load and the first batch: the fixed cost in each figure);
+(3) `umsrep --help` wall time. Medians of the repeats (peak RSS: the largest).
 Writes bench/results/predict.json.
 """
 
@@ -23,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import median_time, save
+from _common import median_time, run_measured, save
 
 RECIPE = """
 name: bench_predict
@@ -44,15 +48,16 @@ output: {{tensorboard: false, html: false}}
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--n", type=int, nargs="+", default=[200, 1000], help="images per end-to-end run")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     cmd = [sys.executable, "-m", "umsrep"]
     tmp = Path(tempfile.mkdtemp())
-    (tmp / "r.yaml").write_text(RECIPE.format(n=a.n))
+    n_max = max(a.n)
+    (tmp / "r.yaml").write_text(RECIPE.format(n=n_max))
     subprocess.run([*cmd, "fit", str(tmp / "r.yaml"), "--out", str(tmp / "run")], check=True,
                    capture_output=True)
-    images = sorted((tmp / "run" / "data" / "images").glob("*.png"))[: a.n]
+    images = sorted((tmp / "run" / "data" / "images").glob("*.png"))[:n_max]
 
     import keras
     import numpy as np
@@ -61,7 +66,7 @@ def main():
     from umsrep.data import pipeline
 
     model = keras.models.load_model(tmp / "run" / "model.keras")
-    x = np.random.default_rng(0).random((len(images), 256, 256, 1)).astype(np.float32)
+    x = np.random.default_rng(0).random((min(a.n), 256, 256, 1)).astype(np.float32)
     fn = tf.function(lambda b: model(b, training=False), reduce_retracing=True)
     t_model = median_time(lambda: pipeline.predict(fn, x, 16), a.repeats)
     # the autoencoder-based segmentation model alone (encoder + lesion decoder), as the target names it
@@ -71,24 +76,49 @@ def main():
     seg_fn = tf.function(lambda b: seg(b, training=False), reduce_retracing=True)
     t_seg = {bs: median_time(lambda: pipeline.predict(seg_fn, x, bs), a.repeats) for bs in (16, 32)}
 
-    def cli():
+    outputs = {"masks_csv": ["--no-overlays", "--no-denoised"], "overlays": ["--no-denoised"], "all": []}
+    folders = {}
+    for n in sorted(set(a.n) | {1}):         # 1 image: start-up, model load and the first batch
+        folders[n] = tmp / f"in{n}"
+        folders[n].mkdir()
+        for im in images[:n]:
+            shutil.copy(im, folders[n] / im.name)
+
+    def cli(folder, flags):
         out = tmp / "pred"
         shutil.rmtree(out, ignore_errors=True)
-        subprocess.run([*cmd, "predict", str(tmp / "run"), str(images[0].parent), "--out", str(out)],
-                       check=True, capture_output=True)
+        with open(tmp / "predict.log", "w") as log:
+            sec, rc, rss = run_measured([*cmd, "predict", str(tmp / "run"), str(folder), "--out", str(out), *flags],
+                                        stdout=log, stderr=subprocess.STDOUT)
+        if rc != 0:
+            raise SystemExit(f"umsrep predict failed ({rc}):\n{(tmp / 'predict.log').read_text()[-2000:]}")
+        return sec, rss
 
-    t_cli = median_time(cli, a.repeats, warmup=1)
+    end_to_end = {}
+    cases = [(n, label, flags) for n in sorted(set(a.n)) for label, flags in outputs.items()]
+    for n, label, flags in [*cases, (1, "masks_csv", outputs["masks_csv"])]:
+        cli(folders[n], flags)                                  # warm-up (file cache)
+        runs = [cli(folders[n], flags) for _ in range(a.repeats)]
+        sec = statistics.median(r[0] for r in runs)
+        end_to_end.setdefault(str(n), {})[label] = {"flags": flags, "images": n, "seconds": sec,
+                                                    "images_per_s": n / sec, "peak_rss_mb": max(r[1] for r in runs)}
+        print(f"predict end to end, {n:5d} images, {label:9s}: {n / sec:7.1f} images/s ({sec:.2f} s), "
+              f"peak RSS {max(r[1] for r in runs):.0f} MB", flush=True)
+    n_ref = min(a.n)
+    t_cli = end_to_end[str(n_ref)]["all"]["seconds"]
     helps = []
     for _ in range(5):
         t0 = time.perf_counter()
         subprocess.run([*cmd, "--help"], check=True, capture_output=True)
         helps.append(time.perf_counter() - t0)
-    res = {"images": len(images), "size": 256, "model_parameters": int(model.count_params()),
-           "model_only_images_per_s": len(images) / t_model,
+    res = {"images": n_ref, "size": 256, "model_parameters": int(model.count_params()),
+           "model_only_images_per_s": n_ref / t_model,
            "segmentation_model_parameters": int(seg.count_params()),
-           **{f"segmentation_only_batch{bs}_images_per_s": len(images) / t for bs, t in t_seg.items()},
-           "cli_end_to_end_images_per_s": len(images) / t_cli, "cli_end_to_end_s": t_cli,
-           "help_wall_time_s": statistics.median(helps), "targets": {"predict_images_per_s": 50, "help_s": 1.0}}
+           **{f"segmentation_only_batch{bs}_images_per_s": n_ref / t for bs, t in t_seg.items()},
+           "cli_end_to_end_images_per_s": n_ref / t_cli, "cli_end_to_end_s": t_cli,
+           "cli_end_to_end": end_to_end,
+           "help_wall_time_s": statistics.median(helps),
+           "targets": {"predict_masks_csv_images_per_s": 50, "predict_overlays_images_per_s": 35, "help_s": 1.0}}
     for k, v in res.items():
         print(f"{k:30s} {v:10.3f}" if isinstance(v, float) else f"{k:30s} {v}")
     save("predict", res)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -81,7 +82,8 @@ def main():
             try:
                 t0 = time.perf_counter()
                 loss = runs[msg["case"]]()
-                reply(seconds=time.perf_counter() - t0, loss=loss)
+                reply(seconds=time.perf_counter() - t0, loss=loss,
+                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             except Exception as e:
                 reply(error=f"{type(e).__name__}: {e}")
         elif cmd == "twin":

@@ -39,7 +39,8 @@ encoder, which has no backward), as a fraction of bench/results/peak.json's floa
 case, of its bfloat16 GEMM peak too. Comparisons: float32 vs float32 (umsrep / Keras fit, umsrep / PyTorch
 NCHW and channels-last), bf16 vs bf16, and each framework's best case vs the other's. Writes
 bench/results/train_throughput.json (the top-level per-model keys keep their float32 meaning; `cases` and
-`ratios` hold the rest). Where the time goes in one step: bench/profile_step.py.
+`ratios` hold the rest), with the peak RSS of the TensorFlow process and of the PyTorch process (`peak_rss_mb`;
+per model, the peak so far, as a process's peak only grows). Where the time goes in one step: bench/profile_step.py.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, machine, save
+from _common import RESULTS, machine, save, self_peak_rss_mb
 
 MODELS = ("dae", "seg", "unet", "mmanet")
 NAMES = {"dae": "denoising_autoencoder", "seg": "segmentation_head_frozen_encoder", "unet": "unet_head_joint",
@@ -356,10 +357,13 @@ def main():
                     raise
                 if "error" in r:
                     raise RuntimeError(r["error"])
+                torch_rss[0] = max(torch_rss[0], r.get("peak_rss_mb", 0.0))
                 return r["seconds"]
             return run, None
 
         return [(c, "pytorch", "bf16" if wanted[c][0] else "fp32", lambda c=c: builder(c)) for c in got["cases"]]
+
+    torch_rss = [0.0]   # the PyTorch process's peak RSS, MB (reported with each run)
 
     def torch_lost(e):
         nonlocal tw
@@ -476,11 +480,14 @@ def main():
             r["pytorch_twin"] = twin
         if errors:
             r["errors"] = errors
+        # peak RSS so far (a process's peak only grows: the models run in the order of --only)
+        r["peak_rss_mb_so_far"] = {"tensorflow_process": self_peak_rss_mb(), "pytorch_process": torch_rss[0] or None}
         results[name] = r
         print_model(name, r, peak, peak_bf16)
     res = {"size": size, "batch": bs, "steps": steps, "repeats": a.repeats,
            "peak_gflops": peak, "peak_bf16_gflops": peak_bf16,
-           "precisions": a.precisions, "pytorch": torch_info, "models": results}
+           "precisions": a.precisions, "pytorch": torch_info, "models": results,
+           "peak_rss_mb": {"tensorflow_process": self_peak_rss_mb(), "pytorch_process": torch_rss[0] or None}}
     if tw is not None:
         tw.close()
     tmp.cleanup()
