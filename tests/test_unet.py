@@ -202,6 +202,35 @@ def test_predict_can_skip_overlays_and_denoised_images(tiny_run, tmp_path):
     assert not (out / "denoised").exists()
     rows = (out / "predictions.csv").read_text().splitlines()
     assert len(rows) == 6 and [r.split(",")[0].rsplit("/", 1)[-1] for r in rows[1:]] == [p.name for p in images]
+    # without denoised images the denoising head is not run, and nothing else changes
+    assert main(["predict", str(tiny_run), *map(str, images), "--out", str(tmp_path / "all")]) == 0
+    assert len(list((tmp_path / "all" / "denoised").iterdir())) == 5
+
+    def values(folder):  # every column but the output paths
+        import csv
+
+        with open(folder / "predictions.csv") as fh:
+            return [{k: v for k, v in r.items() if k not in ("file", "overlay", "denoised") and not k.endswith("_mask")}
+                    for r in csv.DictReader(fh)]
+
+    assert values(out) == values(tmp_path / "all") and len(values(out)[0]) >= 2
+    for f in (out / "masks").iterdir():
+        assert f.read_bytes() == (tmp_path / "all" / "masks" / f.name).read_bytes()
+
+
+def test_select_heads_runs_only_the_chosen_heads(tiny_run):
+    from umsrep.io import load_keras
+    from umsrep.models.pyramid import select_heads
+
+    model = load_keras(tiny_run / "model.keras")
+    assert "denoise" in model.output
+    kept = [n for n in model.output if n != "denoise"]
+    sub = select_heads(model, kept)
+    assert list(sub.output) == kept and "head_denoise" not in [layer.name for layer in sub.layers]
+    x = np.random.default_rng(0).random((2, *model.input_shape[1:])).astype(np.float32)
+    full, part = model(x, training=False), sub(x, training=False)
+    for n in kept:
+        np.testing.assert_array_equal(np.asarray(full[n]), np.asarray(part[n]))
 
 
 def test_non_local_means_baseline_estimates_the_noise_and_denoises():

@@ -105,7 +105,8 @@ def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False, keep_
 def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta="none", overlays=True,
             denoised=True) -> dict:
     """Masks, overlays, denoised images, predictions.csv/.json for ``inputs``; reading and writing run on a thread
-    pool (``overlays`` / ``denoised``: False skips those images)."""
+    pool (``overlays`` / ``denoised``: False skips those images; without denoised images the denoising head is
+    not run at all)."""
     import tensorflow as tf
 
     from umsrep.console import progress
@@ -120,6 +121,10 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
     run, meta, model, files, x, sizes, originals = load_run_inputs(run_dir, inputs, log, out, overwrite,
                                                                    keep_originals=overlays)
     mode = (meta.get("preprocessing") or {}).get("resize", "stretch")
+    if not denoised and isinstance(model.output, dict) and "denoise" in model.output:
+        from umsrep.models.pyramid import select_heads
+
+        model = select_heads(model, [n for n in model.output if n != "denoise"])  # its decoder is not run
     call = pipeline.with_tta(model, tta)
     fn = tf.function(lambda b: call(b, training=False), reduce_retracing=True)
     log(f"predicting {len(files)} images with {run.path.name}" + (f" (test-time augmentation: {tta})"

@@ -62,6 +62,13 @@ def attach_one(encoder, head):
     return keras.Model(image, _apply(head, encoder(image), image), name=f"{head.name}_model")
 
 
+def select_heads(model, names, name=None):
+    """image -> {head: output} for the heads ``names`` of a multi-head umsrep model (its ``encoder`` and
+    ``head_<name>`` layers, weights shared): the other heads are not run."""
+    return attach(model.get_layer("encoder"), {n: model.get_layer(f"head_{n}") for n in names},
+                  name=name or model.name)
+
+
 def task_model(model, name):
     """image -> task ``name``'s output, from a multi-head umsrep model (its encoder + ``head_<name>``) or a dict
     ``{task: image -> output}`` (e.g. the baseline's separate models)."""
