@@ -121,7 +121,7 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
     run, meta, model, files, x, sizes, originals = load_run_inputs(run_dir, inputs, log, out, overwrite,
                                                                    keep_originals=overlays)
     mode = (meta.get("preprocessing") or {}).get("resize", "stretch")
-    if not denoised and isinstance(model.output, dict) and "denoise" in model.output:
+    if not denoised and isinstance(model.output, dict) and "denoise" in model.output and len(model.output) > 1:
         from umsrep.models.pyramid import select_heads
 
         model = select_heads(model, [n for n in model.output if n != "denoise"])  # its decoder is not run
