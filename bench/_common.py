@@ -49,7 +49,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 def run_measured(cmd, **popen_kw) -> tuple:
     """Run ``cmd`` (a list) to the end in a process of its own: (seconds, exit code, peak RSS of that command's
-    process in MB; Linux ``ru_maxrss`` from ``wait4``, KiB)."""
+    process in MiB; Linux ``ru_maxrss`` from ``wait4`` is in KiB)."""
     import os
     import tempfile
 
@@ -66,7 +66,7 @@ def run_measured(cmd, **popen_kw) -> tuple:
 
 
 def self_peak_rss_mb() -> float:
-    """Peak RSS of this process so far, MB (Linux ``ru_maxrss``, KiB)."""
+    """Peak RSS of this process so far, MiB (Linux ``ru_maxrss`` is in KiB)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

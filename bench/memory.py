@@ -43,7 +43,7 @@ def main():
             raise SystemExit(f"umsrep fit failed ({rc}):\n{log.read_text()[-3000:]}")
     res = {"recipe": os.path.relpath(a.recipe, REPO), "set": sets, "seconds": sec, "peak_rss_mb": rss,
            "peak_rss_gb": rss / 1024, "target_gb": a.target_gb, "met": rss / 1024 <= a.target_gb}
-    print(f"peak RSS of `umsrep fit`: {rss / 1024:.2f} GB (target <= {a.target_gb} GB: "
+    print(f"peak RSS of `umsrep fit`: {rss / 1024:.2f} GiB (target <= {a.target_gb} GB: "
           f"{'met' if res['met'] else 'NOT met'}), {sec:.0f} s")
     save("memory", res)
 

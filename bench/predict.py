@@ -99,11 +99,11 @@ def main():
     for n, label, flags in [*cases, (1, "masks_csv", outputs["masks_csv"])]:
         cli(folders[n], flags)                                  # warm-up (file cache)
         runs = [cli(folders[n], flags) for _ in range(a.repeats)]
-        sec = statistics.median(r[0] for r in runs)
+        sec, rss = statistics.median(r[0] for r in runs), max(r[1] for r in runs)
         end_to_end.setdefault(str(n), {})[label] = {"flags": flags, "images": n, "seconds": sec,
-                                                    "images_per_s": n / sec, "peak_rss_mb": max(r[1] for r in runs)}
+                                                    "images_per_s": n / sec, "peak_rss_mb": rss}
         print(f"predict end to end, {n:5d} images, {label:9s}: {n / sec:7.1f} images/s ({sec:.2f} s), "
-              f"peak RSS {max(r[1] for r in runs):.0f} MB", flush=True)
+              f"peak RSS {rss:.0f} MiB", flush=True)
     n_ref = min(a.n)
     t_cli = end_to_end[str(n_ref)]["all"]["seconds"]
     helps = []

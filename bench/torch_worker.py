@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 
@@ -56,6 +55,7 @@ def main():
         import numpy as np
         import torch
         import torch_models as tm
+        from _common import self_peak_rss_mb
     except ImportError as e:
         reply(error=str(e))
         return
@@ -82,8 +82,7 @@ def main():
             try:
                 t0 = time.perf_counter()
                 loss = runs[msg["case"]]()
-                reply(seconds=time.perf_counter() - t0, loss=loss,
-                      peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+                reply(seconds=time.perf_counter() - t0, loss=loss, peak_rss_mb=self_peak_rss_mb())
             except Exception as e:
                 reply(error=f"{type(e).__name__}: {e}")
         elif cmd == "twin":

@@ -363,7 +363,10 @@ def main():
 
         return [(c, "pytorch", "bf16" if wanted[c][0] else "fp32", lambda c=c: builder(c)) for c in got["cases"]]
 
-    torch_rss = [0.0]   # the PyTorch process's peak RSS, MB (reported with each run)
+    torch_rss = [0.0]   # the PyTorch process's peak RSS, MiB (reported with each run)
+
+    def peak_rss():     # both processes' peaks so far (a process's peak only grows)
+        return {"tensorflow_process": self_peak_rss_mb(), "pytorch_process": torch_rss[0] or None}
 
     def torch_lost(e):
         nonlocal tw
@@ -480,14 +483,13 @@ def main():
             r["pytorch_twin"] = twin
         if errors:
             r["errors"] = errors
-        # peak RSS so far (a process's peak only grows: the models run in the order of --only)
-        r["peak_rss_mb_so_far"] = {"tensorflow_process": self_peak_rss_mb(), "pytorch_process": torch_rss[0] or None}
+        r["peak_rss_mb_so_far"] = peak_rss()     # the models run in the order of --only
         results[name] = r
         print_model(name, r, peak, peak_bf16)
     res = {"size": size, "batch": bs, "steps": steps, "repeats": a.repeats,
            "peak_gflops": peak, "peak_bf16_gflops": peak_bf16,
            "precisions": a.precisions, "pytorch": torch_info, "models": results,
-           "peak_rss_mb": {"tensorflow_process": self_peak_rss_mb(), "pytorch_process": torch_rss[0] or None}}
+           "peak_rss_mb": peak_rss()}
     if tw is not None:
         tw.close()
     tmp.cleanup()
