@@ -1,14 +1,18 @@
 """Cost growth with the number of tasks (the paper's Tables 4/6/10): UMS-Rep (one shared denoising-autoencoder
 encoder trained once + k light heads on it, `independent` strategy) vs the baseline (a separate model per task),
-for k = 1..4 tasks on BUSI, at equal epochs and early-stopping rules, with test quality beside each.
+for k = 1..4 tasks on BUSI or ACDC, at equal epochs and early-stopping rules, with test quality beside each.
 
-    python bench/ums_vs_baseline.py [--size 128] [--epochs 15] [--ks 1 2 3 4] [--out DIR] [--one-run]
+    python bench/ums_vs_baseline.py [--data busi|acdc] [--size 128] [--epochs 15] [--ks 1 2 3 4] [--out DIR]
+                                    [--one-run]
     python bench/ums_vs_baseline.py --quick          # tiny synthetic smoke run (no real data), size 32, 1 epoch
 
-Tasks, in order (k uses the first k): lesion segmentation; + diagnosis (benign / malignant / normal); +
-malignant vs rest; + normal vs rest (binary, by `label_map`). Every run is `umsrep fit` of a recipe built here
-from recipes/busi.yaml (its representation section from the first of busi.yaml, busi_strategies.yaml and
-pretrain/us-cdae.yaml that trains the denoising autoencoder), written as DIR/k<k>/recipe.yaml and run in
+Tasks, in order (k uses the first k): the set's segmentation task; + its classification task; + two
+one-class-vs-rest tasks (binary, by `label_map`). BUSI (recipes/busi.yaml): lesion, diagnosis (benign / malignant
+/ normal), malignant vs rest, normal vs rest. ACDC (recipes/acdc.yaml, slices split by patient): heart (RV,
+myocardium, LV), diagnosis (5 classes, per slice), DCM vs rest, HCM vs rest; its patient-level section is left
+out (it needs the heart task; equal evaluation work for every k). Every run is `umsrep fit` of a recipe built
+here from the set's recipe (its representation section from the first of the set's recipe and the sources
+listed in DATASETS that trains the denoising autoencoder), written as DIR/k<k>/recipe.yaml and run in
 DIR/k<k>/run as its own process, with ``baseline: true``: umsrep trains the representation, the k heads on the
 frozen encoder, and k baseline models (fresh encoder + the same head, all trainable, on images denoised by the
 representation's autoencoder) under the same per-task epochs and early stopping. Nothing is re-measured here:
@@ -36,7 +40,8 @@ marginal cost of each added head (its own stage time) <= 15 % of one baseline mo
 ``--one-run`` trains only the largest k and derives the smaller ones from it (the heads and the baseline models
 are trained one after another and independently, so the cost of k tasks is the representation + the first k
 heads); about a quarter of the work. Runs already complete in DIR with the same recipe are reused, interrupted ones
-resumed. Writes bench/results/ums_vs_baseline.json (``--quick``: DIR/ums_vs_baseline.json; or ``--json``).
+resumed. Writes bench/results/ums_vs_baseline.json (ACDC: ums_vs_baseline_acdc.json; ``--quick``:
+DIR/ums_vs_baseline.json; or ``--json``).
 """
 
 from __future__ import annotations
@@ -53,45 +58,58 @@ from _common import REPO, machine, run_fit, save
 TIME_TARGET, HEAD_TARGET, ALPHA = 0.30, 0.15, 0.05
 
 
-REP_SOURCES = ("busi.yaml", "busi_strategies.yaml", "pretrain/us-cdae.yaml")
+# per data set: its recipe, where a trained denoising-autoencoder representation comes from (the first that trains
+# one), its segmentation and classification tasks, and the classes of the two one-vs-rest tasks
+DATASETS = {
+    "busi": {"recipe": "busi.yaml", "rep_sources": ("busi.yaml", "busi_strategies.yaml", "pretrain/us-cdae.yaml"),
+             "segmentation": "lesion", "classification": "diagnosis", "vs_rest": ("malignant", "normal"),
+             "folder": "busi", "json": "ums_vs_baseline"},
+    "acdc": {"recipe": "acdc.yaml", "rep_sources": ("acdc.yaml", "pretrain/cmr-cdae.yaml"),
+             "segmentation": "heart", "classification": "diagnosis", "vs_rest": ("DCM", "HCM"),
+             "folder": "acdc", "json": "ums_vs_baseline_acdc"},
+}
 
 
-def base_recipe() -> dict:
-    """recipes/busi.yaml (data, tasks), with a representation trained in the run: busi.yaml's own if it trains the
-    denoising autoencoder, else the first of REP_SOURCES that does (busi.yaml may load the shipped encoder, which
-    the baseline cannot rebuild)."""
-    base = yaml.safe_load((REPO / "recipes" / "busi.yaml").read_text())
-    for name in REP_SOURCES:
+def base_recipe(data: str = "busi") -> dict:
+    """The set's recipe (data, tasks), with a representation trained in the run: the recipe's own if it trains the
+    denoising autoencoder, else the first of the set's rep_sources that does (the recipe may load a shipped
+    encoder, which the baseline cannot rebuild)."""
+    spec = DATASETS[data]
+    base = yaml.safe_load((REPO / "recipes" / spec["recipe"]).read_text())
+    for name in spec["rep_sources"]:
         rep = yaml.safe_load((REPO / "recipes" / name).read_text()).get("representation", {})
         if rep.get("kind") == "denoising_autoencoder" and not (rep.get("name") or rep.get("init_from")):
-            if name != "busi.yaml":
-                print(f"representation: recipes/busi.yaml's is {base['representation'].get('kind')!r} (not trained "
-                      f"here): using the trained denoising autoencoder of recipes/{name}")
+            if name != spec["recipe"]:
+                print(f"representation: recipes/{spec['recipe']}'s is {base['representation'].get('kind')!r} (not "
+                      f"trained here): using the trained denoising autoencoder of recipes/{name}")
             base["representation"] = rep
             return base
-    raise SystemExit(f"none of recipes/{', '.join(REP_SOURCES)} trains a denoising-autoencoder representation")
+    raise SystemExit(f"none of recipes/{', '.join(spec['rep_sources'])} trains a denoising-autoencoder "
+                     f"representation")
 
 
-def task_specs(base: dict) -> list:
+def task_specs(base: dict, data: str = "busi") -> list:
     """[(name, task config)] in the order tasks are added."""
-    lesion, diagnosis = base["tasks"]["lesion"], base["tasks"]["diagnosis"]
+    spec = DATASETS[data]
+    seg, cls = base["tasks"][spec["segmentation"]], base["tasks"][spec["classification"]]
 
-    def vs_rest(cls):
-        t = copy.deepcopy(diagnosis)
-        t["classes"] = [cls, "rest"]
-        t["label_map"] = {c: (cls if c == cls else "rest") for c in diagnosis["classes"]}
+    def vs_rest(one):
+        t = copy.deepcopy(cls)
+        t["classes"] = [one, "rest"]
+        t["label_map"] = {c: (one if c == one else "rest") for c in cls["classes"]}
         return t
 
-    return [("lesion", copy.deepcopy(lesion)), ("diagnosis", copy.deepcopy(diagnosis)),
-            ("malignant_vs_rest", vs_rest("malignant")), ("normal_vs_rest", vs_rest("normal"))]
+    return [(spec["segmentation"], copy.deepcopy(seg)), (spec["classification"], copy.deepcopy(cls))] + [
+        (f"{one.lower()}_vs_rest", vs_rest(one)) for one in spec["vs_rest"]]
 
 
 def build_recipe(base: dict, k: int, a) -> dict:
     r = copy.deepcopy(base)
-    r["name"] = f"ums_vs_baseline_k{k}"
+    r["name"] = f"ums_vs_baseline_k{k}" + ("" if a.data == "busi" else f"_{a.data}")
     r.pop("derive", None)                      # rules name tasks that small k lacks; equal evaluation work
+    r.pop("patient", None)
     r["tasks"] = {}
-    for name, t in task_specs(base)[:k]:
+    for name, t in task_specs(base, a.data)[:k]:
         t["epochs"] = a.epochs
         r["tasks"][name] = t
     r["representation"]["epochs"] = a.epochs
@@ -314,11 +332,12 @@ def print_tables(rows: list, tg: dict):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--data", choices=sorted(DATASETS), default="busi", help="the real data set (default busi)")
     ap.add_argument("--size", type=int, default=None, help="image size (default 128; --quick: 32)")
     ap.add_argument("--epochs", type=int, default=None,
                     help="epochs of the representation, every head and every baseline model (default 15; --quick: 1)")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
-    ap.add_argument("--out", default=None, help="folder of the runs (default runs/ums_vs_baseline[_quick])")
+    ap.add_argument("--out", default=None, help="folder of the runs (default runs/ums_vs_baseline[_acdc|_quick])")
     ap.add_argument("--one-run", action="store_true", help="train only the largest k, derive the smaller ones")
     ap.add_argument("--quick", action="store_true", help="tiny synthetic smoke run instead of BUSI")
     ap.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
@@ -328,7 +347,11 @@ def main():
     a = ap.parse_args()
     a.size = a.size or (32 if a.quick else 128)
     a.epochs = a.epochs or (1 if a.quick else 15)
-    out = Path(a.out or REPO / "runs" / ("ums_vs_baseline_quick" if a.quick else "ums_vs_baseline")).resolve()
+    if a.quick and a.data != "busi":
+        raise SystemExit("--quick runs the BUSI task list on synthetic data: leave --data out")
+    spec = DATASETS[a.data]
+    default_out = "ums_vs_baseline_quick" if a.quick else spec["json"]
+    out = Path(a.out or REPO / "runs" / default_out).resolve()
     ks = sorted(set(a.ks))
 
     from umsrep.paths import data_root
@@ -336,14 +359,14 @@ def main():
     env = dict(os.environ)
     if not a.quick:
         root = data_root()
-        if not (root / "busi" / "labels.csv").is_file():
-            raise SystemExit(f"BUSI not found at {root / 'busi'}: set UMSREP_DATA to the shared data folder "
-                             f"(or use --quick)")
+        if not (root / spec["folder"]).is_dir():
+            raise SystemExit(f"{a.data} not found at {root / spec['folder']}: set UMSREP_DATA to the shared data "
+                             f"folder (or use --quick)")
         env["UMSREP_DATA"] = str(root)
-    base = base_recipe()
-    names = [n for n, _ in task_specs(base)]
+    base = base_recipe(a.data)
+    names = [n for n, _ in task_specs(base, a.data)]
     print(f"UMS-Rep vs baseline, k = {ks}, size {a.size}, {a.epochs} epochs, "
-          f"{'synthetic (quick)' if a.quick else 'BUSI'}; runs in {out}")
+          f"{'synthetic (quick)' if a.quick else a.data.upper()}; runs in {out}")
     rows = []
     if a.one_run:
         kmax = ks[-1]
@@ -357,14 +380,14 @@ def main():
     tg = targets(rows)
     print_tables(rows, tg)
     res = {"size": a.size, "epochs": a.epochs, "ks": ks, "quick": a.quick, "one_run": a.one_run,
-           "data": "synthetic" if a.quick else "busi", "runs_dir": str(out), "set": a.set, "tasks": names,
+           "data": "synthetic" if a.quick else a.data, "runs_dir": str(out), "set": a.set, "tasks": names,
            "rows": rows, "targets": tg}
     dest = a.json or (str(out / "ums_vs_baseline.json") if a.quick else None)
     if dest:
         Path(dest).write_text(json.dumps({"machine": machine(), **res}, indent=2) + "\n")
         print(f"wrote {dest}")
     else:
-        save("ums_vs_baseline", res)
+        save(spec["json"], res)
 
 
 if __name__ == "__main__":
