@@ -127,6 +127,24 @@ def test_missing_linked_file_and_pointer_fail(tmp_path):
     assert len(r.problems) == 1
 
 
+
+def test_yaml_with_a_pointer_gives_values(tmp_path):
+    """A shipped encoder's card.yaml is committed evidence: with a #/pointer its numbers are values (rounded
+    matching); without one a YAML file only supplies settings (exact)."""
+    (tmp_path / "card.yaml").write_text("training: {wall_time_s: 421.492}\ndenoising: {psnr: 23.1441}\n")
+    table = "<!-- evidence: card.yaml{ptr} -->\n| a | b |\n|---|---|\n| {a} | 421 s |\n"
+    r = _doc(tmp_path, table.format(ptr="#/", a="23.1"))
+    assert r.problems == [] and r.checked == 2
+    r = _doc(tmp_path, table.format(ptr="#/denoising", a="23.1"))    # 421 is not under /denoising
+    assert len(r.problems) == 1 and "421" in r.problems[0]
+    r = _doc(tmp_path, table.format(ptr="#/", a="23.2"))
+    assert len(r.problems) == 1 and "23.2" in r.problems[0]
+    r = _doc(tmp_path, table.format(ptr="", a="23.1"))               # settings only: no rounding
+    assert len(r.problems) == 2
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    r = _doc(tmp_path, "<!-- evidence: bad.yaml#/a -->\n| a |\n|---|\n| 1 |\n")
+    assert any("invalid YAML" in p for p in r.problems)
+
 def test_number_forms(tmp_path):
     ev = {"p": 0.6852, "r": 1.1178, "n": 1217765, "a": 26.14, "b": 19.93, "lo": 0.4213, "hi": 0.5281, "e": 1.2e-6,
           "neg": -0.07}

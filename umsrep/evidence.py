@@ -365,11 +365,12 @@ class _Evidence:
         if not p.is_file():
             problems.append(f"{where}: linked evidence {path} does not exist")
             return
-        if p.suffix == ".json":
+        structured = p.suffix == ".json" or (p.suffix in (".yaml", ".yml") and pointer)
+        if structured:
             try:
-                obj = json.loads(p.read_text())
-            except json.JSONDecodeError as e:
-                problems.append(f"{where}: {path}: invalid JSON ({e.msg} at line {e.lineno})")
+                obj = _read_structured(p)
+            except ValueError as e:
+                problems.append(f"{where}: {path}: {e}")
                 return
             try:
                 obj = json_pointer(obj, pointer)
@@ -380,12 +381,29 @@ class _Evidence:
             self.values += values
             self.settings += settings
             for sib in ("recipe.yaml", "command.txt"):  # the run's settings beside its metrics
-                if (p.parent / sib).is_file() and p.parent != root:
+                if p.suffix == ".json" and (p.parent / sib).is_file() and p.parent != root:
                     self.settings += [n.value for n in numbers_in((p.parent / sib).read_text(), skip_targets=False)]
         elif p.suffix in (".yaml", ".yml", ".txt"):
             self.settings += [n.value for n in numbers_in(p.read_text(), skip_targets=False)]
         else:
-            problems.append(f"{where}: {path}: evidence must be .json (values) or .yaml/.yml/.txt (settings)")
+            problems.append(f"{where}: {path}: evidence must be .json (values), .yaml/.yml with #/pointer (values) "
+                            f"or .yaml/.yml/.txt (settings)")
+
+
+def _read_structured(path: Path):
+    """A JSON file, or a YAML file (a shipped encoder's card.yaml) read with the safe loader; ValueError if invalid."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"invalid JSON ({e.msg} at line {e.lineno})") from None
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"invalid YAML ({str(e).splitlines()[0]})") from None
 
 
 def check_table(t: Table, doc: str, root: Path, report: DocReport) -> None:
