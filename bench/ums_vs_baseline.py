@@ -62,12 +62,15 @@ TIME_TARGET, HEAD_TARGET, ALPHA = 0.30, 0.15, 0.05
 # one), its segmentation and classification tasks, and the classes of the two one-vs-rest tasks
 DATASETS = {
     "busi": {"recipe": "busi.yaml", "rep_sources": ("busi.yaml", "busi_strategies.yaml", "pretrain/us-cdae.yaml"),
-             "segmentation": "lesion", "classification": "diagnosis", "vs_rest": ("malignant", "normal"),
-             "folder": "busi", "json": "ums_vs_baseline"},
+             "segmentation": "lesion", "classification": "diagnosis", "vs_rest": ("malignant", "normal")},
     "acdc": {"recipe": "acdc.yaml", "rep_sources": ("acdc.yaml", "pretrain/cmr-cdae.yaml"),
-             "segmentation": "heart", "classification": "diagnosis", "vs_rest": ("DCM", "HCM"),
-             "folder": "acdc", "json": "ums_vs_baseline_acdc"},
+             "segmentation": "heart", "classification": "diagnosis", "vs_rest": ("DCM", "HCM")},
 }
+
+
+def suffix(data: str) -> str:
+    """Run names, run folders and the results file: BUSI keeps the names it had before other sets existed."""
+    return "" if data == "busi" else f"_{data}"
 
 
 def base_recipe(data: str = "busi") -> dict:
@@ -105,7 +108,7 @@ def task_specs(base: dict, data: str = "busi") -> list:
 
 def build_recipe(base: dict, k: int, a) -> dict:
     r = copy.deepcopy(base)
-    r["name"] = f"ums_vs_baseline_k{k}" + ("" if a.data == "busi" else f"_{a.data}")
+    r["name"] = f"ums_vs_baseline_k{k}{suffix(a.data)}"
     r.pop("derive", None)                      # rules name tasks that small k lacks; equal evaluation work
     r.pop("patient", None)
     r["tasks"] = {}
@@ -349,21 +352,21 @@ def main():
     a.epochs = a.epochs or (1 if a.quick else 15)
     if a.quick and a.data != "busi":
         raise SystemExit("--quick runs the BUSI task list on synthetic data: leave --data out")
-    spec = DATASETS[a.data]
-    default_out = "ums_vs_baseline_quick" if a.quick else spec["json"]
-    out = Path(a.out or REPO / "runs" / default_out).resolve()
+    out = Path(a.out or REPO / "runs" / ("ums_vs_baseline_quick" if a.quick else f"ums_vs_baseline{suffix(a.data)}"))
+    out = out.resolve()
     ks = sorted(set(a.ks))
 
     from umsrep.paths import data_root
+    from umsrep.recipe import expand_env
 
     env = dict(os.environ)
-    if not a.quick:
-        root = data_root()
-        if not (root / spec["folder"]).is_dir():
-            raise SystemExit(f"{a.data} not found at {root / spec['folder']}: set UMSREP_DATA to the shared data "
-                             f"folder (or use --quick)")
-        env["UMSREP_DATA"] = str(root)
     base = base_recipe(a.data)
+    if not a.quick:
+        folder = Path(expand_env(base["data"]["root"], "data.root"))     # where the set's own recipe reads it
+        if not folder.is_dir():
+            raise SystemExit(f"{a.data} not found at {folder}: set UMSREP_DATA to the shared data folder (or use "
+                             f"--quick)")
+        env["UMSREP_DATA"] = str(data_root())
     names = [n for n, _ in task_specs(base, a.data)]
     print(f"UMS-Rep vs baseline, k = {ks}, size {a.size}, {a.epochs} epochs, "
           f"{'synthetic (quick)' if a.quick else a.data.upper()}; runs in {out}")
@@ -387,7 +390,7 @@ def main():
         Path(dest).write_text(json.dumps({"machine": machine(), **res}, indent=2) + "\n")
         print(f"wrote {dest}")
     else:
-        save(spec["json"], res)
+        save(f"ums_vs_baseline{suffix(a.data)}", res)
 
 
 if __name__ == "__main__":

@@ -127,7 +127,6 @@ def test_missing_linked_file_and_pointer_fail(tmp_path):
     assert len(r.problems) == 1
 
 
-
 def test_yaml_with_a_pointer_gives_values(tmp_path):
     """A shipped encoder's card.yaml is committed evidence: with a #/pointer its numbers are values (rounded
     matching); without one a YAML file only supplies settings (exact)."""
@@ -144,6 +143,7 @@ def test_yaml_with_a_pointer_gives_values(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
     r = _doc(tmp_path, "<!-- evidence: bad.yaml#/a -->\n| a |\n|---|\n| 1 |\n")
     assert any("invalid YAML" in p for p in r.problems)
+
 
 def test_number_forms(tmp_path):
     ev = {"p": 0.6852, "r": 1.1178, "n": 1217765, "a": 26.14, "b": 19.93, "lo": 0.4213, "hi": 0.5281, "e": 1.2e-6,
