@@ -65,3 +65,51 @@ def test_seeds_are_validated(tiny_recipe_file, tmp_path, capsys):
     assert "seeds: each seed once" in capsys.readouterr().err
     assert main(["fit", str(tiny_recipe_file), "--out", str(tmp_path / "y"), "--seeds", "1,a"]) == 2
     assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
+
+
+def test_a_finished_run_placed_as_a_seed_is_adopted(seeds_run, tiny_recipe_file, tmp_path):
+    import shutil
+
+    out = tmp_path / "adopt"
+    shutil.copytree(seeds_run / "seed5", out / "seed5")               # e.g. an earlier single-seed run
+    mtime = (out / "seed5" / "model.keras").stat().st_mtime_ns
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--seeds", "5", *ARGS]) == 0
+    assert (out / "seed5" / "model.keras").stat().st_mtime_ns == mtime  # kept, not trained again
+    dice = json.loads((seeds_run / "seed5" / "metrics.json").read_text())["tasks"]["lesion"]["test"]["dice"]
+    sec = json.loads((out / "metrics.json").read_text())["seeds"]
+    assert sec["approaches"]["independent"]["tasks"]["lesion"]["dice"]["values"] == [dice]
+
+
+def test_a_placed_run_of_another_recipe_is_refused(seeds_run, tiny_recipe_file, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "other"
+    shutil.copytree(seeds_run / "seed5", out / "seed5")
+    mtime = (out / "seed5" / "model.keras").stat().st_mtime_ns
+    args = [a if a != "tasks.lesion.epochs=1" else "tasks.lesion.epochs=2" for a in ARGS]
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--seeds", "5", *args]) == 2
+    err = capsys.readouterr().err
+    assert "seed5/recipe.yaml: tasks.lesion.epochs: is 1 but seed 5 (1/1) needs 2" in err and "Traceback" not in err
+    assert (out / "seed5" / "model.keras").stat().st_mtime_ns == mtime  # nothing lost
+    (out / "seed6").mkdir()                                             # not a finished run: the folder is refused
+    (out / "seed6" / "notes.txt").write_text("x")
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--seeds", "5,6", *ARGS]) == 2
+    assert "output folder exists and is not empty" in capsys.readouterr().err
+
+
+def test_an_unset_split_seed_trains_like_the_same_seed_stated():
+    import yaml
+
+    from tests.conftest import TINY_RECIPE
+    from umsrep.recipe import parse_recipe, recipe_difference
+    from umsrep.train.crossval import seed_recipe
+
+    raw = yaml.safe_load(TINY_RECIPE)
+    single = parse_recipe({**raw, "seed": 42}, "single")                # split seed unset: the run's seed
+    assert single.data.split.seed is None
+    many = parse_recipe({**raw, "seed": 42, "seeds": [42, 43]}, "seeds")
+    assert recipe_difference(single, seed_recipe(many, 42)) is None
+    field, was, now = recipe_difference(single, seed_recipe(many, 43))
+    assert (field, was, now) == ("seed", 42, 43)
+    other_split = parse_recipe({**raw, "seed": 7, "seeds": [42]}, "seeds")
+    assert recipe_difference(single, seed_recipe(other_split, 42))[0] == "data.split.seed"

@@ -53,24 +53,10 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def _first_difference(a, b, path=""):
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in list(a) + [k for k in b if k not in a]:
-            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-            if d:
-                return d
-        return None
-    return None if a == b else (path, a, b)
-
-
-# fields that may change between an interrupted run and its resumption (where and how it runs, not what)
-RESUME_FREE = ("output", "distribute")
-
-
 def _resume_recipe(args):
-    """The recipe to continue ``--resume RUN``: the run's own, or RECIPE if it differs only in RESUME_FREE."""
+    """The recipe to continue ``--resume RUN``: the run's own, or RECIPE if it differs only in RUN_FREE_FIELDS."""
     from umsrep.errors import RecipeError, RunDirError
-    from umsrep.recipe import load_recipe, resolve_paths
+    from umsrep.recipe import RUN_FREE_FIELDS, load_recipe, recipe_difference, resolve_paths
     from umsrep.rundir import RunDir
 
     run = RunDir.open(args.resume)
@@ -81,13 +67,11 @@ def _resume_recipe(args):
     recipe = load_recipe(source, args.set)
     if args.recipe:
         recipe = resolve_paths(recipe, Path(args.recipe).resolve().parent)
-    old = {k: v for k, v in saved.model_dump(mode="json").items() if k not in RESUME_FREE}
-    new = {k: v for k, v in recipe.model_dump(mode="json").items() if k not in RESUME_FREE}
-    diff = _first_difference(old, new)
+    diff = recipe_difference(saved, recipe)
     if diff:
         field, was, now = diff
         raise RecipeError(f"{source}: {field}: is {now!r} but the run being resumed used {was!r}; resuming "
-                          f"needs the same recipe (only {', '.join(RESUME_FREE)} may change)")
+                          f"needs the same recipe (only {', '.join(RUN_FREE_FIELDS)} may change)")
     return recipe, run
 
 
@@ -125,7 +109,9 @@ def cmd_fit(args) -> int:
     from umsrep.train.fit import fit
 
     if run is None:
-        run = RunDir.create(recipe.output.dir, recipe.name, args.out)
+        from umsrep.train.crossval import subrun_folders
+
+        run = RunDir.create(recipe.output.dir, recipe.name, args.out, adopt=subrun_folders(recipe))
         _log(f"run directory: {run.path}")
     else:
         state = run.describe_state()

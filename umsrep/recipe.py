@@ -918,5 +918,30 @@ def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     return r
 
 
+# fields that may differ between two runs of one recipe: where and how it runs, not what it trains
+RUN_FREE_FIELDS = ("output", "distribute")
+
+
+def _first_difference(a, b, path=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+            if d:
+                return d
+        return None
+    return None if a == b else (path, a, b)
+
+
+def recipe_difference(was: Recipe, now: Recipe):
+    """The first field (dotted path) in which two recipes train differently, as ``(field, was, now)``, or None.
+    Fields of RUN_FREE_FIELDS are not compared; ``data.split.seed`` is compared as the seed the split uses (unset
+    means the recipe's ``seed``)."""
+    def fields(r):
+        d = {k: v for k, v in r.model_dump(mode="json").items() if k not in RUN_FREE_FIELDS}
+        d["data"]["split"]["seed"] = r.split_seed
+        return d
+    return _first_difference(fields(was), fields(now))
+
+
 def dump_recipe(recipe: Recipe) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

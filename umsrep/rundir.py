@@ -21,16 +21,20 @@ class RunDir:
         self._lock_fd = None
 
     @classmethod
-    def create(cls, parent, name, out=None) -> "RunDir":
+    def create(cls, parent, name, out=None, adopt=()) -> "RunDir":
         """``out`` if given (must be new or empty: an existing run is never overwritten), else
-        ``parent/<name>-<timestamp>``. Claimed atomically and returned locked (:meth:`lock`): of two runs started
-        at the same moment on the same folder, one gets it and the other a one-line error."""
+        ``parent/<name>-<timestamp>``. ``adopt``: sub-run folder names ``out`` may already hold, each a complete
+        run (a seeds or cross-validation run keeps them after checking their recipes). Claimed atomically and
+        returned locked (:meth:`lock`): of two runs started at the same moment on the same folder, one gets it and
+        the other a one-line error."""
         if out is not None:
             path = Path(out)
             if path.exists() and not path.is_dir():
                 raise RunDirError(f"{path_text(path)}: exists and is not a folder (choose a new --out)")
             if path.is_dir() and any(path.iterdir()):
-                raise RunDirError(cls(path).occupied_message())
+                held = list(path.iterdir())
+                if not all(p.name in adopt and p.is_dir() and cls(p).is_complete for p in held):
+                    raise RunDirError(cls(path).occupied_message())
             path.mkdir(parents=True, exist_ok=True)
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -21,10 +21,11 @@ from __future__ import annotations
 import time
 
 import umsrep
+from umsrep.errors import RecipeError
 from umsrep.evaluate.report import render_cv_markdown
 from umsrep.evaluate.scores import MAIN, approach_summary
 from umsrep.evaluate.stats import mean_sd, paired_tests
-from umsrep.recipe import Recipe, dump_recipe
+from umsrep.recipe import Recipe, dump_recipe, load_recipe, recipe_difference
 from umsrep.rundir import RunDir
 
 SKIP = ("n", "predict_time_s")
@@ -84,11 +85,18 @@ def summarize_runs(run_metrics: list, recipe: Recipe) -> dict:
     return out
 
 
+def subrun_folders(recipe: Recipe) -> list:
+    """The sub-run folders a cross-validation or seeds run trains (``fold<i>``, ``seed<s>``); none for one run."""
+    if recipe.data.split.folds:
+        return [f"fold{f}" for f in range(recipe.data.split.folds)]
+    return [f"seed{s}" for s in recipe.seeds or ()]
+
+
 def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
     """Every fold of ``data.split.folds`` as a sub-run ``fold<i>/``; ``fit_one(recipe, run, log)`` trains one
     (:func:`umsrep.train.fit.fit`, passed in so this module does not import it back)."""
     k = recipe.data.split.folds
-    subs = [(f"fold{f}", f"fold {f + 1}/{k}", fold_recipe(recipe, f)) for f in range(k)]
+    subs = [(folder, f"fold {f + 1}/{k}", fold_recipe(recipe, f)) for f, folder in enumerate(subrun_folders(recipe))]
     t0 = time.perf_counter()
     fold_metrics = fit_subruns(recipe, run, subs, fit_one, {"kind": "cross_validation", "folds": k}, log)
     cv = summarize_folds(fold_metrics, recipe)
@@ -98,7 +106,8 @@ def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
 def fit_seeds(recipe: Recipe, run: RunDir, log=print, fit_one=None) -> dict:
     """The recipe once per training seed of ``recipe.seeds`` (sub-runs ``seed<s>/``), all on one split."""
     seeds = list(recipe.seeds)
-    subs = [(f"seed{s}", f"seed {s} ({i + 1}/{len(seeds)})", seed_recipe(recipe, s)) for i, s in enumerate(seeds)]
+    subs = [(folder, f"seed {s} ({i + 1}/{len(seeds)})", seed_recipe(recipe, s))
+            for i, (s, folder) in enumerate(zip(seeds, subrun_folders(recipe)))]
     meta = {"kind": "seeds", "seeds": seeds}
     t0 = time.perf_counter()
     runs = fit_subruns(recipe, run, subs, fit_one, meta, log)
@@ -108,7 +117,8 @@ def fit_seeds(recipe: Recipe, run: RunDir, log=print, fit_one=None) -> dict:
 
 def fit_subruns(recipe: Recipe, run: RunDir, subs, fit_one, meta: dict, log=print) -> list:
     """Train each ``(folder, label, recipe)`` of ``subs`` as a complete run in ``<run>/<folder>/``; finished
-    sub-runs are kept (resume), the first unfinished one continues from its checkpoints."""
+    sub-runs are kept (resume, or a complete run placed there by hand) when their recipe trains like the one
+    asked for, the first unfinished one continues from its checkpoints."""
     run.write_text(RunDir.RECIPE, dump_recipe(recipe))
     run.write_json(RunDir.RUN, {"name": recipe.name, **meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                 "umsrep_version": umsrep.__version__, "status": "training"})
@@ -116,6 +126,12 @@ def fit_subruns(recipe: Recipe, run: RunDir, subs, fit_one, meta: dict, log=prin
     for folder, label, sub_recipe in subs:
         sub = RunDir(run.path / folder)
         if sub.is_complete:
+            diff = recipe_difference(load_recipe(sub / RunDir.RECIPE), sub_recipe)
+            if diff:
+                field, was, now = diff
+                raise RecipeError(f"{sub / RunDir.RECIPE}: {field}: is {was!r} but {label} needs {now!r}; a finished "
+                                  f"sub-run is kept only when it was trained with this recipe (move it away to "
+                                  f"train it again)")
             log(f"=== {label}: finished before, kept ({sub.path})")
             out.append(sub.read_json(RunDir.METRICS))
             continue
