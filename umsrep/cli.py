@@ -47,7 +47,8 @@ def cmd_validate(args) -> int:
         _, pre = read_preprocessing(r.representation.source, r)
         for name, t in r.tasks.items():  # the heads, for the loaded encoder's architecture
             task_head(name, t, pre.get("kind"), args.recipe)
-    tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} classes)" for n, t in r.tasks.items())
+    tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} class{'es' if len(t.classes) != 1 else ''})"
+                      for n, t in r.tasks.items())
     _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
          f"{r.representation.kind}, tasks: {tasks}")
     return 0

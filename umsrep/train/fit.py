@@ -165,7 +165,8 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
             heads[name] = build_head(name, task, spec, size, encoder_kind, recipe.data.channels)
         model = attach_one(encoder, heads[name])
         (x_tr, y_tr), (x_va, y_va) = tasks[name].arrays("train"), tasks[name].arrays("val")
-        log(f"head {name!r} ({task.type}, {len(task.classes)} classes): {heads[name].count_params():,} "
+        n_cls = len(task.classes)
+        log(f"head {name!r} ({task.type}, {n_cls} class{'es' if n_cls != 1 else ''}): {heads[name].count_params():,} "
             f"parameters, {len(x_tr)} train / {len(x_va)} val images")
         streams.append(_stream(name, model, build_loss(task.type, task.loss), task, x_tr, y_tr, x_va, y_va,
                                recipe.seed + 7 * (i + 1), head_variables=heads[name].trainable_variables,
