@@ -91,10 +91,14 @@ def test_a_placed_run_of_another_recipe_is_refused(seeds_run, tiny_recipe_file, 
     err = capsys.readouterr().err
     assert "seed5/recipe.yaml: tasks.lesion.epochs: is 1 but seed 5 (1/1) needs 2" in err and "Traceback" not in err
     assert (out / "seed5" / "model.keras").stat().st_mtime_ns == mtime  # nothing lost
-    (out / "seed6").mkdir()                                             # not a finished run: the folder is refused
-    (out / "seed6" / "notes.txt").write_text("x")
-    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--seeds", "5,6", *ARGS]) == 2
-    assert "output folder exists and is not empty" in capsys.readouterr().err
+    for extra in ("seed6", "seed7"):            # beside a finished seed: an unfinished one, one of another seed
+        fresh = tmp_path / f"with-{extra}"
+        shutil.copytree(seeds_run / "seed5", fresh / "seed5")
+        (fresh / extra).mkdir()
+        (fresh / extra / "notes.txt").write_text("x")
+        assert main(["fit", str(tiny_recipe_file), "--out", str(fresh), "--seeds", "5,6", *ARGS]) == 2
+        assert "output folder exists and is not empty: it holds files but no umsrep run" in capsys.readouterr().err
+        assert sorted(p.name for p in fresh.iterdir()) == sorted(["seed5", extra])   # nothing written
 
 
 def test_an_unset_split_seed_trains_like_the_same_seed_stated():
