@@ -18,7 +18,6 @@ DOCS = ["docs/performance.md", "docs/results.md", "docs/architectures.md", "docs
 # Remove an entry when its doc is fully linked (the test then says so).
 UNCHECKED = {
     "docs/results.md": "the hyper-parameter search: a 2026-11-29 run, folder gone; to re-measure (issues 13, 18)",
-    "docs/architectures.md": "the MMA-Net ablation: 2026-11-29 runs, folders gone; to re-measure (issues 13, 18)",
 }
 
 
@@ -125,6 +124,15 @@ def test_missing_linked_file_and_pointer_fail(tmp_path):
     # the pointer narrows the values: 2.5 is elsewhere in the file, not under /models
     r = _doc(tmp_path, "<!-- evidence: e.json#/models -->\n| a |\n|---|\n| 2.5 |\n", {"models": {"y": 1}, "z": 2.5})
     assert len(r.problems) == 1
+
+
+def test_training_curves_match_only_when_linked(tmp_path):
+    """Per-epoch histories hold hundreds of losses: a table number must not pass by matching one by chance."""
+    ev = {"tasks": {"lesion": {"test": {"dice": 0.6334}}}, "stages": {"joint": {"history": [{"loss": 0.6338}]}}}
+    r = _doc(tmp_path, "<!-- evidence: e.json -->\n| a |\n|---|\n| 0.634 |\n", ev)
+    assert len(r.problems) == 1 and "0.634: no value" in r.problems[0]
+    r = _doc(tmp_path, "<!-- evidence: e.json#/stages/joint/history -->\n| a |\n|---|\n| 0.634 |\n", ev)
+    assert r.problems == [] and r.checked == 1
 
 
 def test_yaml_with_a_pointer_gives_values(tmp_path):

@@ -252,7 +252,9 @@ def numbers_in(text: str, *, skip_targets=True) -> list:
 
 def json_numbers(obj) -> tuple:
     """(measured values, setting values): numeric leaves of a JSON value, and the numbers written inside its strings
-    (commands, ``--set`` options), which count as settings."""
+    (commands, ``--set`` options), which count as settings. Per-epoch training curves (``history`` entries below
+    the linked value) are left out: hundreds of loss values would match almost any number by chance; a table that
+    quotes them links its ``#/.../history`` pointer."""
     values, settings = [], []
 
     def walk(o):
@@ -263,8 +265,9 @@ def json_numbers(obj) -> tuple:
         elif isinstance(o, str):
             settings.extend(n.value for n in numbers_in(o, skip_targets=False))
         elif isinstance(o, dict):
-            for v in o.values():
-                walk(v)
+            for k, v in o.items():
+                if k != "history":
+                    walk(v)
         elif isinstance(o, list):
             for v in o:
                 walk(v)
