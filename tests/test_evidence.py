@@ -133,6 +133,13 @@ def test_training_curves_match_only_when_linked(tmp_path):
     assert len(r.problems) == 1 and "0.634: no value" in r.problems[0]
     r = _doc(tmp_path, "<!-- evidence: e.json#/stages/joint/history -->\n| a |\n|---|\n| 0.634 |\n", ev)
     assert r.problems == [] and r.checked == 1
+    per_item = {"dice": 0.6334, "groups": {"p1": {"area": 0.6338}}, "per_image": [0.5] * 40 + [0.6338],
+                "values": [0.6338, 0.7]}
+    r = _doc(tmp_path, "<!-- evidence: e.json -->\n| a |\n|---|\n| 0.634 |\n", {k: per_item[k] for k in
+                                                                                   ("dice", "groups", "per_image")})
+    assert len(r.problems) == 1                          # per-patient features and a 41-entry list: not results
+    r = _doc(tmp_path, "<!-- evidence: e.json -->\n| a |\n|---|\n| 0.634 |\n", per_item)
+    assert r.problems == []                              # a short list (per-seed values) is a result
 
 
 def test_yaml_with_a_pointer_gives_values(tmp_path):

@@ -250,11 +250,16 @@ def numbers_in(text: str, *, skip_targets=True) -> list:
     return out
 
 
+PER_ITEM_KEYS = ("history", "groups")  # per-epoch curves, per-patient features: data, not results
+LONG_LIST = 32                          # longer lists are per-item values (per image, per pair), not results
+
+
 def json_numbers(obj) -> tuple:
     """(measured values, setting values): numeric leaves of a JSON value, and the numbers written inside its strings
-    (commands, ``--set`` options), which count as settings. Per-epoch training curves (``history`` entries below
-    the linked value) are left out: hundreds of loss values would match almost any number by chance; a table that
-    quotes them links its ``#/.../history`` pointer."""
+    (commands, ``--set`` options), which count as settings. Per-item data below the linked value — per-epoch
+    training curves (``history``), per-patient features (``groups``), any list longer than LONG_LIST — is left out:
+    thousands of such values would match almost any 3-decimal number by chance; a table that quotes them links its
+    ``#/pointer`` to them."""
     values, settings = [], []
 
     def walk(o):
@@ -266,9 +271,9 @@ def json_numbers(obj) -> tuple:
             settings.extend(n.value for n in numbers_in(o, skip_targets=False))
         elif isinstance(o, dict):
             for k, v in o.items():
-                if k != "history":
+                if k not in PER_ITEM_KEYS:
                     walk(v)
-        elif isinstance(o, list):
+        elif isinstance(o, list) and (o is obj or len(o) <= LONG_LIST):
             for v in o:
                 walk(v)
 
