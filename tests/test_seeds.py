@@ -117,3 +117,47 @@ def test_an_unset_split_seed_trains_like_the_same_seed_stated():
     assert (field, was, now) == ("seed", 42, 43)
     other_split = parse_recipe({**raw, "seed": 7, "seeds": [42]}, "seeds")
     assert recipe_difference(single, seed_recipe(other_split, 42))[0] == "data.split.seed"
+
+
+def _run_metrics(dice, dice_by_group, mae, mae_group):
+    """A sub-run's metrics.json, reduced to what the summary reads: one grouped segmentation task, one measurement."""
+    test = {"dice": dice, "iou": dice - 0.1, "n": 10, "dice_ci95": [dice - 0.05, dice + 0.05],
+            "per_class": {"apo": {"dice": dice}}, "by_group": {"n": 3, "mean": dice_by_group, "largest": 5}}
+    agreement = {"px": {"n": 9, "mae": mae, "mae_pct": mae * 2, "bias": -mae / 2,
+                        "by_group": {"n": 3, "mae": mae_group, "mae_pct": mae_group * 2}},
+                 "per_image": {"name": ["a"] * 9, "pred": [1.0] * 9}}
+    return {"run": {"strategy": "joint"}, "parameters": {"model_total": 100},
+            "stages": {"joint": {"wall_time_s": 5.0, "epochs_run": 3}},
+            "tasks": {"apo": {"test": test}},
+            "measurements": {"thickness": {"unit": "px", "by_data": [
+                {"tasks": ["apo"], "truth": {"apo": "true masks"}, "val": agreement, "test": agreement}]}}}
+
+
+def test_seed_summary_has_per_group_metrics_and_measurements():
+    import yaml
+
+    from tests.conftest import TINY_RECIPE
+    from umsrep.evaluate.report import render_cv_markdown
+    from umsrep.recipe import parse_recipe
+    from umsrep.train.crossval import summarize_runs
+
+    raw = yaml.safe_load(TINY_RECIPE)
+    raw["tasks"] = {"apo": {"type": "segmentation", "classes": ["apo"]}}
+    raw.pop("derive")
+    recipe = parse_recipe(raw, "tiny")
+    runs = [_run_metrics(0.7, 0.8, 4.0, 2.0), _run_metrics(0.6, 0.9, 6.0, 3.0), _run_metrics(0.8, 0.7, 5.0, 1.0)]
+    sec = summarize_runs(runs, recipe)
+    apo = sec["approaches"]["joint"]["tasks"]["apo"]
+    assert apo["dice_by_group"]["values"] == [0.8, 0.9, 0.7]
+    assert apo["dice_by_group"]["mean"] == pytest.approx(0.8) and apo["dice_by_group"]["sd"] == pytest.approx(0.1)
+    th = sec["measurements"]["thickness"]["by_data"][0]["px"]
+    assert th["mae"]["values"] == [4.0, 6.0, 5.0] and th["mae"]["sd"] == pytest.approx(1.0)
+    assert th["mae_pct"]["mean"] == pytest.approx(10.0) and th["bias"]["mean"] == pytest.approx(-2.5)
+    assert th["mae_by_group"]["mean"] == pytest.approx(2.0) and th["mae_pct_by_group"]["values"] == [4.0, 6.0, 2.0]
+    report = render_cv_markdown({"seeds": {"seeds": [1, 2, 3], "split_seed": 1, **sec}, "run": {"name": "t"}})
+    assert "dice_by_group" in report and "0.8000 ± 0.1000" in report
+    assert "| thickness | apo | apo: true masks | px | 9.00 ± 0.00 | 5.00 ± 1.00 | 10.00 ± 2.00 | 2.00 ± 1.00 |" \
+        in report
+    runs[1]["measurements"]["thickness"]["by_data"][0]["test"]["px"].pop("by_group")   # one run without groups
+    th = summarize_runs(runs, recipe)["measurements"]["thickness"]["by_data"][0]["px"]
+    assert "mae_by_group" not in th and "mae" in th

@@ -289,7 +289,7 @@ def render_cv_markdown(m: dict) -> str:
     tasks = list(next(iter(approaches.values()))["tasks"])
     for task in tasks:
         first = approaches[next(iter(approaches))]["tasks"][task]
-        keys = [k for k in SEG_KEYS + CLS_KEYS if k in first]
+        keys = [k for k in SEG_KEYS + CLS_KEYS if k in first] + [k for k in first if k.endswith("_by_group")]
         out += [f"## {task}", "", _table(["approach"] + keys + [f"{per} ({keys[0]})"],
                 [[a] + [f"{v['tasks'][task][k]['mean']:.4f} ± {v['tasks'][task][k]['sd']:.4f}"
                         if k in v["tasks"][task] else "n/a" for k in keys]
@@ -300,7 +300,34 @@ def render_cv_markdown(m: dict) -> str:
             out += [_table(["pair", "metric", "mean difference", "paired t-test p", "Wilcoxon p"],
                            [[pair, r["metric"], f"{r['mean_difference']:+.4f}", r["t_test"]["p_value"],
                              r["wilcoxon"]["p_value"]] for pair, r in tests.items()]), ""]
+    out += _cv_measurements(cv.get("measurements") or {}, per)
     out += ["## Cost", "", _table(["approach", f"training wall time {per} (s)", "parameters"],
                                   [[a, f"{v['wall_time_s']['mean']:.1f} ± {v['wall_time_s']['sd']:.1f}",
                                     f"{v['parameters']:,}"] for a, v in approaches.items()]), ""]
     return "\n".join(out) + "\n"
+
+
+def _mean_sd_cell(stats: dict, key: str) -> str:
+    return f"{stats[key]['mean']:.2f} ± {stats[key]['sd']:.2f}" if key in stats else "n/a"
+
+
+def _cv_measurements(ms: dict, per: str) -> list:
+    """The measurements' agreement with the true masks (test split) over sub-runs, one row per measurement,
+    image set and unit."""
+    if not ms:
+        return []
+    rows = []
+    for name, m in ms.items():
+        for d in m["by_data"]:
+            truth = ", ".join(f"{k}: {v}" for k, v in (d.get("truth") or {}).items())
+            for unit, st in d.items():
+                if unit in ("tasks", "truth"):
+                    continue
+                rows.append([name, ", ".join(d.get("tasks") or []), truth, unit]
+                            + [_mean_sd_cell(st, k) for k in ("n", "mae", "mae_pct", "mae_by_group",
+                                                               "mae_pct_by_group", "bias")]
+                            + [", ".join(f"{x:.2f}" for x in st["mae"]["values"]) if "mae" in st else "n/a"])
+    return ["## Measurements (test split, predicted vs true masks)", "",
+            _table(["measurement", "images of", "truth", "unit", "n", "MAE", "MAE %", "MAE per group",
+                    "MAE % per group", "bias", f"MAE {per}"], rows), ""]
+

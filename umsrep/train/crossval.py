@@ -72,6 +72,9 @@ def summarize_runs(run_metrics: list, recipe: Recipe) -> dict:
         out["approaches"][a] = {"tasks": tasks,
                                 "wall_time_s": mean_sd([f[a]["wall_time_s"] for f in per_fold]),
                                 "parameters": per_fold[0][a]["parameters"]["total"]}
+    measurements = summarize_measurements(run_metrics)
+    if measurements:
+        out["measurements"] = measurements
     for task, t in recipe.tasks.items():
         key = MAIN[t.type]
         pairs = {}
@@ -90,6 +93,43 @@ def subrun_folders(recipe: Recipe) -> list:
     if recipe.data.split.folds:
         return [f"fold{f}" for f in range(recipe.data.split.folds)]
     return [f"seed{s}" for s in recipe.seeds or ()]
+
+
+# agreement statistics of a measurement (predicted vs true masks, test split) summarized over sub-runs
+AGREEMENT_KEYS = ("mae", "mae_pct", "bias", "n")
+
+
+def summarize_measurements(run_metrics: list) -> dict:
+    """Per measurement and image set (``by_data``) the test split's agreement (MAE, MAE %, bias, n; and per group
+    when the data has groups) over sub-runs: values, mean and sample SD, in each unit measured in every run."""
+    first = run_metrics[0].get("measurements") or {}
+    out = {}
+    for name, spec in first.items():
+        sets = []
+        for i, entry in enumerate(spec.get("by_data", [])):
+            runs = [m.get("measurements", {}).get(name, {}).get("by_data", []) for m in run_metrics]
+            if not all(len(r) > i and r[i].get("tasks") == entry.get("tasks") for r in runs):
+                continue
+            tests = [r[i].get("test", {}) for r in runs]
+            summary = {"tasks": entry.get("tasks"), "truth": entry.get("truth")}
+            for unit, stats in entry.get("test", {}).items():
+                if unit == "per_image" or not isinstance(stats, dict):
+                    continue
+                per_unit = {}
+                for key in AGREEMENT_KEYS:
+                    vals = [t.get(unit, {}).get(key) for t in tests]
+                    if all(isinstance(v, (int, float)) for v in vals):
+                        per_unit[key] = mean_sd(vals)
+                for key in ("mae", "mae_pct"):
+                    vals = [(t.get(unit, {}).get("by_group") or {}).get(key) for t in tests]
+                    if all(isinstance(v, (int, float)) for v in vals):
+                        per_unit[f"{key}_by_group"] = mean_sd(vals)
+                if per_unit:
+                    summary[unit] = per_unit
+            sets.append(summary)
+        if sets:
+            out[name] = {"unit": spec.get("unit"), "by_data": sets}
+    return out
 
 
 def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
