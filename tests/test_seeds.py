@@ -87,10 +87,11 @@ def test_a_placed_run_of_another_recipe_is_refused(seeds_run, tiny_recipe_file, 
     shutil.copytree(seeds_run / "seed5", out / "seed5")
     mtime = (out / "seed5" / "model.keras").stat().st_mtime_ns
     args = [a if a != "tasks.lesion.epochs=1" else "tasks.lesion.epochs=2" for a in ARGS]
-    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--seeds", "5", *args]) == 2
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--seeds", "6,5", *args]) == 2
     err = capsys.readouterr().err
-    assert "seed5/recipe.yaml: tasks.lesion.epochs: is 1 but seed 5 (1/1) needs 2" in err and "Traceback" not in err
+    assert "seed5/recipe.yaml: tasks.lesion.epochs: is 1 but seed 5 (2/2) needs 2" in err and "Traceback" not in err
     assert (out / "seed5" / "model.keras").stat().st_mtime_ns == mtime  # nothing lost
+    assert [p.name for p in out.iterdir()] == ["seed5"]                 # checked before seed 6 or any parent file
     for extra in ("seed6", "seed7"):            # beside a finished seed: an unfinished one, one of another seed
         fresh = tmp_path / f"with-{extra}"
         shutil.copytree(seeds_run / "seed5", fresh / "seed5")
@@ -117,6 +118,14 @@ def test_an_unset_split_seed_trains_like_the_same_seed_stated():
     assert (field, was, now) == ("seed", 42, 43)
     other_split = parse_recipe({**raw, "seed": 7, "seeds": [42]}, "seeds")
     assert recipe_difference(single, seed_recipe(other_split, 42))[0] == "data.split.seed"
+    assert recipe_difference(single, parse_recipe({**raw, "seed": 42, "name": "renamed"}, "r")) is None
+
+    from umsrep.train.crossval import subrun_folders
+    folds = {**raw, "data": {**raw["data"], "split": {"folds": 3}}}
+    assert subrun_folders(parse_recipe(folds, "cv")) == ["fold0", "fold1", "fold2"]
+    one_fold = {**raw, "data": {**raw["data"], "split": {"folds": 3, "fold": 1}}}
+    assert subrun_folders(parse_recipe(one_fold, "fold")) == []      # one fold is one run: nothing to adopt
+    assert subrun_folders(many) == ["seed42", "seed43"]
 
 
 def _run_metrics(dice, dice_by_group, mae, mae_group):
@@ -128,7 +137,7 @@ def _run_metrics(dice, dice_by_group, mae, mae_group):
                  "per_image": {"name": ["a"] * 9, "pred": [1.0] * 9}}
     return {"run": {"strategy": "joint"}, "parameters": {"model_total": 100},
             "stages": {"joint": {"wall_time_s": 5.0, "epochs_run": 3}},
-            "tasks": {"apo": {"test": test}},
+            "tasks": {"apo": {"type": "segmentation", "test": test}},
             "measurements": {"thickness": {"unit": "px", "by_data": [
                 {"tasks": ["apo"], "truth": {"apo": "true masks"}, "val": agreement, "test": agreement}]}}}
 
@@ -161,3 +170,13 @@ def test_seed_summary_has_per_group_metrics_and_measurements():
     runs[1]["measurements"]["thickness"]["by_data"][0]["test"]["px"].pop("by_group")   # one run without groups
     th = summarize_runs(runs, recipe)["measurements"]["thickness"]["by_data"][0]["px"]
     assert "mae_by_group" not in th and "mae" in th
+
+
+def test_a_damaged_run_json_in_a_placed_seed_is_one_line(tiny_recipe_file, tmp_path, capsys):
+    out = tmp_path / "damaged"
+    (out / "seed5").mkdir(parents=True)
+    (out / "seed5" / "run.json").write_text("[]")                      # valid JSON, not a run's
+    assert main(["fit", str(tiny_recipe_file), "--out", str(out), "--seeds", "5", *ARGS]) == 2
+    err = capsys.readouterr().err
+    assert "seed5/run.json: not a umsrep run.json" in err and "Traceback" not in err
+    assert [p.name for p in out.iterdir()] == ["seed5"]

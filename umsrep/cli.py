@@ -110,8 +110,10 @@ def cmd_fit(args) -> int:
     from umsrep.train.fit import fit
 
     if run is None:
-        from umsrep.train.crossval import subrun_folders
+        from umsrep.train.crossval import check_kept_subruns, subrun_folders
 
+        if args.out and Path(args.out).is_dir():  # finished sub-runs placed there: checked before anything is written
+            check_kept_subruns(recipe, args.out)
         run = RunDir.create(recipe.output.dir, recipe.name, args.out, adopt=subrun_folders(recipe))
         _log(f"run directory: {run.path}")
     else:
@@ -311,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("recipe", nargs="?", help="recipe YAML file (optional with --resume)")
     f.add_argument("--out", help="run directory (new or empty); default <output.dir>/<name>-<time>")
     f.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint "
-                   "(with RECIPE: refuse if it differs from the run's recipe except output/distribute)")
+                   "(with RECIPE: refuse if it differs from the run's recipe except name/output/distribute)")
     f.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a recipe field, e.g. --set representation.epochs=2 (repeatable)")
     f.add_argument("--seeds", metavar="S1,S2,...", help="train once per training seed on one split (the recipe's "

@@ -250,14 +250,15 @@ def numbers_in(text: str, *, skip_targets=True) -> list:
     return out
 
 
-PER_ITEM_KEYS = ("history", "groups")  # per-epoch curves, per-patient features: data, not results
+PER_ITEM_KEYS = ("history", "groups", "per_image")  # per-epoch curves, per-patient features, per-image values
 LONG_LIST = 32                          # longer lists are per-item values (per image, per pair), not results
 
 
 def json_numbers(obj) -> tuple:
     """(measured values, setting values): numeric leaves of a JSON value, and the numbers written inside its strings
     (commands, ``--set`` options), which count as settings. Per-item data below the linked value — per-epoch
-    training curves (``history``), per-patient features (``groups``), any list longer than LONG_LIST — is left out:
+    training curves (``history``), per-patient features (``groups``), per-image values (``per_image``), any list
+    longer than LONG_LIST — is left out:
     thousands of such values would match almost any 3-decimal number by chance; a table that quotes them links its
     ``#/pointer`` to them."""
     values, settings = [], []

@@ -918,8 +918,8 @@ def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     return r
 
 
-# fields that may differ between two runs of one recipe: where and how it runs, not what it trains
-RUN_FREE_FIELDS = ("output", "distribute")
+# fields that may differ between two runs of one recipe: its name, where and how it runs, not what it trains
+RUN_FREE_FIELDS = ("name", "output", "distribute")
 
 
 def _first_difference(a, b, path=""):

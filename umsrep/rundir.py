@@ -160,7 +160,12 @@ class RunDir:
     @property
     def is_complete(self) -> bool:
         """True when ``run.json`` exists and says the run finished (``status: complete``)."""
-        return (self.path / self.RUN).is_file() and self.read_json(self.RUN).get("status") == "complete"
+        if not (self.path / self.RUN).is_file():
+            return False
+        meta = self.read_json(self.RUN)
+        if not isinstance(meta, dict):
+            raise RunDirError(f"{path_text(self.path / self.RUN)}: not a umsrep run.json (expected a JSON object)")
+        return meta.get("status") == "complete"
 
     def require_model(self):
         """The trained model's path, or a one-line error saying why there is none."""

@@ -251,14 +251,15 @@ def approach_summary(stage_list, task_metrics):
     """Training time, epochs and test metrics (scalars and CIs) of one approach."""
     time_s = sum(s["wall_time_s"] for s in stage_list)
     return {"wall_time_s": round(time_s, 3), "epochs": sum(s["epochs_run"] for s in stage_list),
-            "tasks": {n: _test_scalars(t.get("test", {})) for n, t in task_metrics.items() if n != "denoise"}}
+            "tasks": {n: _test_scalars(t) for n, t in task_metrics.items() if n != "denoise"}}
 
 
-def _test_scalars(test: dict) -> dict:
+def _test_scalars(task: dict) -> dict:
     """A task's test metrics without per-class tables; with a grouping column, the main metric averaged per
     group (``<metric>_by_group``: each patient / recording once) beside the per-image one."""
+    test = task.get("test", {})
     out = {k: v for k, v in test.items() if not isinstance(v, (dict, list)) or k.endswith("_ci95")}
-    main = next((k[:-len("_ci95")] for k in test if k.endswith("_ci95")), None)
+    main = MAIN.get(task.get("type"))
     if main and isinstance(test.get("by_group"), dict) and test["by_group"].get("mean") is not None:
         out[f"{main}_by_group"] = test["by_group"]["mean"]
     return out

@@ -88,11 +88,37 @@ def summarize_runs(run_metrics: list, recipe: Recipe) -> dict:
     return out
 
 
+def subruns(recipe: Recipe) -> list:
+    """``(folder, label, recipe)`` of each sub-run a cross-validation (``fold<i>``) or seeds (``seed<s>``) run trains;
+    none for one run (also a recipe that names its ``fold``)."""
+    split = recipe.data.split
+    if split.folds is not None and split.fold is None:
+        return [(f"fold{f}", f"fold {f + 1}/{split.folds}", fold_recipe(recipe, f)) for f in range(split.folds)]
+    seeds = list(recipe.seeds or ())
+    return [(f"seed{s}", f"seed {s} ({i + 1}/{len(seeds)})", seed_recipe(recipe, s)) for i, s in enumerate(seeds)]
+
+
 def subrun_folders(recipe: Recipe) -> list:
-    """The sub-run folders a cross-validation or seeds run trains (``fold<i>``, ``seed<s>``); none for one run."""
-    if recipe.data.split.folds:
-        return [f"fold{f}" for f in range(recipe.data.split.folds)]
-    return [f"seed{s}" for s in recipe.seeds or ()]
+    return [folder for folder, _, _ in subruns(recipe)]
+
+
+def check_kept_subruns(recipe: Recipe, path) -> None:
+    """Before anything is written: every finished sub-run already in ``path`` (kept, not trained again) must have
+    been trained with its sub-recipe and have readable metrics; else a one-line error naming the first differing
+    field or the unreadable file."""
+    from pathlib import Path
+
+    for folder, label, sub_recipe in subruns(recipe):
+        sub = RunDir(Path(path) / folder)
+        if not sub.is_complete:
+            continue
+        diff = recipe_difference(load_recipe(sub / RunDir.RECIPE), sub_recipe)
+        if diff:
+            field, was, now = diff
+            raise RecipeError(f"{sub / RunDir.RECIPE}: {field}: is {was!r} but {label} needs {now!r}; a finished "
+                              f"sub-run is kept only when it was trained with this recipe (move it away to "
+                              f"train it again)")
+        sub.read_json(RunDir.METRICS)
 
 
 # agreement statistics of a measurement (predicted vs true masks, test split) summarized over sub-runs
@@ -136,9 +162,8 @@ def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
     """Every fold of ``data.split.folds`` as a sub-run ``fold<i>/``; ``fit_one(recipe, run, log)`` trains one
     (:func:`umsrep.train.fit.fit`, passed in so this module does not import it back)."""
     k = recipe.data.split.folds
-    subs = [(folder, f"fold {f + 1}/{k}", fold_recipe(recipe, f)) for f, folder in enumerate(subrun_folders(recipe))]
     t0 = time.perf_counter()
-    fold_metrics = fit_subruns(recipe, run, subs, fit_one, {"kind": "cross_validation", "folds": k}, log)
+    fold_metrics = fit_subruns(recipe, run, fit_one, {"kind": "cross_validation", "folds": k}, log)
     cv = summarize_folds(fold_metrics, recipe)
     return _finish(recipe, run, "cv", cv, {"folds": k}, {"kind": "cross_validation", "folds": k}, t0, log)
 
@@ -146,32 +171,26 @@ def fit_folds(recipe: Recipe, run: RunDir, log=print, *, fit_one) -> dict:
 def fit_seeds(recipe: Recipe, run: RunDir, log=print, fit_one=None) -> dict:
     """The recipe once per training seed of ``recipe.seeds`` (sub-runs ``seed<s>/``), all on one split."""
     seeds = list(recipe.seeds)
-    subs = [(folder, f"seed {s} ({i + 1}/{len(seeds)})", seed_recipe(recipe, s))
-            for i, (s, folder) in enumerate(zip(seeds, subrun_folders(recipe)))]
     meta = {"kind": "seeds", "seeds": seeds}
     t0 = time.perf_counter()
-    runs = fit_subruns(recipe, run, subs, fit_one, meta, log)
+    runs = fit_subruns(recipe, run, fit_one, meta, log)
     section = {"seeds": seeds, "split_seed": recipe.split_seed, **summarize_runs(runs, recipe)}
     return _finish(recipe, run, "seeds", section, {"seeds": seeds}, meta, t0, log)
 
 
-def fit_subruns(recipe: Recipe, run: RunDir, subs, fit_one, meta: dict, log=print) -> list:
-    """Train each ``(folder, label, recipe)`` of ``subs`` as a complete run in ``<run>/<folder>/``; finished
-    sub-runs are kept (resume, or a complete run placed there by hand) when their recipe trains like the one
-    asked for, the first unfinished one continues from its checkpoints."""
+def fit_subruns(recipe: Recipe, run: RunDir, fit_one, meta: dict, log=print) -> list:
+    """Train each sub-run of :func:`subruns` as a complete run in ``<run>/<folder>/``; finished sub-runs are kept
+    (resume, or a complete run placed there by hand) when their recipe trains like the one asked for
+    (:func:`check_kept_subruns`, before anything is written), the first unfinished one continues from its
+    checkpoints."""
+    check_kept_subruns(recipe, run.path)
     run.write_text(RunDir.RECIPE, dump_recipe(recipe))
     run.write_json(RunDir.RUN, {"name": recipe.name, **meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                 "umsrep_version": umsrep.__version__, "status": "training"})
     out = []
-    for folder, label, sub_recipe in subs:
+    for folder, label, sub_recipe in subruns(recipe):
         sub = RunDir(run.path / folder)
         if sub.is_complete:
-            diff = recipe_difference(load_recipe(sub / RunDir.RECIPE), sub_recipe)
-            if diff:
-                field, was, now = diff
-                raise RecipeError(f"{sub / RunDir.RECIPE}: {field}: is {was!r} but {label} needs {now!r}; a finished "
-                                  f"sub-run is kept only when it was trained with this recipe (move it away to "
-                                  f"train it again)")
             log(f"=== {label}: finished before, kept ({sub.path})")
             out.append(sub.read_json(RunDir.METRICS))
             continue
