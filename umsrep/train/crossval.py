@@ -131,9 +131,9 @@ def summarize_measurements(run_metrics: list) -> dict:
     first = run_metrics[0].get("measurements") or {}
     out = {}
     for name, spec in first.items():
+        runs = [m.get("measurements", {}).get(name, {}).get("by_data", []) for m in run_metrics]
         sets = []
         for i, entry in enumerate(spec.get("by_data", [])):
-            runs = [m.get("measurements", {}).get(name, {}).get("by_data", []) for m in run_metrics]
             if not all(len(r) > i and r[i].get("tasks") == entry.get("tasks") for r in runs):
                 continue
             tests = [r[i].get("test", {}) for r in runs]
@@ -141,15 +141,12 @@ def summarize_measurements(run_metrics: list) -> dict:
             for unit, stats in entry.get("test", {}).items():
                 if unit == "per_image" or not isinstance(stats, dict):
                     continue
-                per_unit = {}
-                for key in AGREEMENT_KEYS:
-                    vals = [t.get(unit, {}).get(key) for t in tests]
-                    if all(isinstance(v, (int, float)) for v in vals):
-                        per_unit[key] = mean_sd(vals)
-                for key in ("mae", "mae_pct"):
-                    vals = [(t.get(unit, {}).get("by_group") or {}).get(key) for t in tests]
-                    if all(isinstance(v, (int, float)) for v in vals):
-                        per_unit[f"{key}_by_group"] = mean_sd(vals)
+                per_run = [t.get(unit, {}) for t in tests]
+                columns = {key: [a.get(key) for a in per_run] for key in AGREEMENT_KEYS}
+                columns.update({f"{key}_by_group": [(a.get("by_group") or {}).get(key) for a in per_run]
+                                for key in ("mae", "mae_pct")})
+                per_unit = {key: mean_sd(vals) for key, vals in columns.items()
+                            if all(isinstance(v, (int, float)) for v in vals)}
                 if per_unit:
                     summary[unit] = per_unit
             sets.append(summary)
