@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from umsrep.cli import main
+from umsrep.errors import RunDirError
 from umsrep.evidence import MAX_BYTES, check_doc, make_evidence, numbers_in
 
 # the docs whose tables are checked
@@ -57,7 +58,8 @@ def test_evidence_folders_hold_small_result_files_only():
     root = REPO_ROOT / "docs" / "evidence"
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         names = {p.name for p in folder.iterdir()}
-        assert {"metrics.json", "recipe.yaml", "command.txt", "meta.json"} <= names, folder
+        summary = "trials.json" if "trials.json" in names else "metrics.json"  # a `umsrep tune` folder, or a run
+        assert {summary, "recipe.yaml", "command.txt", "meta.json"} <= names, folder
         json.loads((folder / "meta.json").read_text())
     for f in root.rglob("*"):
         if f.is_file():
@@ -245,6 +247,30 @@ def test_make_evidence_copies_small_files_only(tmp_path):
     assert meta["umsrep_version"] == "0.1.0" and set(meta["files"]) == set(files) - {"command.txt", "meta.json"}
     assert (out / "command.txt").read_text() == "umsrep fit busi.yaml\n"
     assert (out / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()
+
+
+def test_make_evidence_of_a_tune_folder(tmp_path, capsys):
+    out = tmp_path / "tune"
+    (out / "tuner" / "trial_0").mkdir(parents=True)
+    (out / "tuner" / "trial_0" / "checkpoint.weights.h5").write_bytes(b"x" * 100)  # KerasTuner state: not copied
+    (out / "tune.yaml").write_text("name: t\nsearch: {max_trials: 2}\n")
+    (out / "best_recipe.yaml").write_text("name: t\n")
+    for i, mcc in enumerate((0.31, 0.47)):
+        trial = _run(out / "trials" / f"{i}", {"tasks": {"diagnosis": {"mcc": mcc}}})
+        (trial / "trial.json").write_text("{}")
+    with pytest.raises(RunDirError, match="trials.json"):  # an unfinished search has no summary yet
+        make_evidence(out, "t0", dest=tmp_path / "ev")
+    (out / "trials.json").write_text(json.dumps({"best": {"trial_id": "1", "objective": 0.47}, "trials": []}))
+    ev = make_evidence(out, "busi-tune", dest=tmp_path / "ev", command="umsrep tune busi_tune.yaml")
+    files = sorted(str(p.relative_to(ev)) for p in ev.rglob("*") if p.is_file())
+    assert files == ["best_recipe.yaml", "command.txt", "meta.json", "recipe.yaml", "trials.json",
+                     "trials/0/metrics.json", "trials/0/recipe.yaml", "trials/1/metrics.json", "trials/1/recipe.yaml"]
+    assert (ev / "recipe.yaml").read_text() == (out / "tune.yaml").read_text()
+    assert json.loads((ev / "trials" / "1" / "metrics.json").read_text())["tasks"]["diagnosis"]["mcc"] == 0.47
+    (tmp_path / "doc.md").write_text("<!-- evidence: ev/busi-tune/trials.json -->\n| trial | MCC |\n|---|---|\n"
+                                     "| best | 0.470 |\n")
+    report = check_doc("doc.md", tmp_path)
+    assert not report.problems and report.checked == 1
 
 
 def test_evidence_cli_refuses_with_one_line(tmp_path, capsys):

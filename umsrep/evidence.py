@@ -38,6 +38,7 @@ REFUSED_SUFFIXES = {".keras", ".h5", ".npz", ".npy", ".png", ".jpg", ".jpeg", ".
                     ".gz", ".onnx", ".tflite", ".pb", ".zip", ".tar", ".pt", ".pth", ".ckpt"}
 RUN_FILES = ("metrics.json", "recipe.yaml")  # RunDir.METRICS, RunDir.RECIPE
 OPTIONAL_FILES = ("evaluation.json",)  # written by `umsrep evaluate RUN`
+TUNE_RECIPE = "tune.yaml"  # umsrep.tune.TUNE_RECIPE: marks a `umsrep tune` search folder
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -100,9 +101,12 @@ def _small_file(path: Path) -> Path:
 
 
 def evidence_files(run_dir) -> dict:
-    """``{relative name: source path}`` of what :func:`make_evidence` copies from ``run_dir``."""
+    """``{relative name: source path}`` of what :func:`make_evidence` copies from ``run_dir``: a run's (or a parent
+    run's) files, or a ``umsrep tune`` folder's (:func:`tune_files`)."""
     from umsrep.rundir import RunDir
 
+    if (Path(run_dir) / TUNE_RECIPE).is_file() and not (Path(run_dir) / RunDir.RUN).is_file():
+        return tune_files(Path(run_dir))
     run = RunDir.open(run_dir)
     files = {}
     for name in RUN_FILES:
@@ -117,6 +121,26 @@ def evidence_files(run_dir) -> dict:
             for name in RUN_FILES:
                 if (sub / name).is_file():
                     files[f"{sub.name}/{name}"] = sub / name
+    for p in files.values():
+        _small_file(p)
+    return files
+
+
+def tune_files(out: Path) -> dict:
+    """A search folder of ``umsrep tune``: its ``trials.json`` (every trial's values, objective and wall time), the
+    search recipe as ``recipe.yaml``, ``best_recipe.yaml``, and each finished trial's ``trials/<id>/metrics.json``
+    and ``recipe.yaml``."""
+    if not (out / "trials.json").is_file():
+        raise RunDirError(f"{out / 'trials.json'}: missing (has the search finished? continue it with umsrep tune "
+                          f"--resume {out})")
+    files = {"trials.json": out / "trials.json", "recipe.yaml": out / TUNE_RECIPE}
+    if (out / "best_recipe.yaml").is_file():
+        files["best_recipe.yaml"] = out / "best_recipe.yaml"
+    trials = out / "trials"
+    for sub in sorted(p for p in trials.iterdir() if p.is_dir()) if trials.is_dir() else []:
+        for name in RUN_FILES:
+            if (sub / name).is_file():
+                files[f"trials/{sub.name}/{name}"] = sub / name
     for p in files.values():
         _small_file(p)
     return files

@@ -32,7 +32,7 @@ from umsrep.evaluate.report import CLS_KEYS, SEG_KEYS, _table
 from umsrep.io import write_json, write_text
 from umsrep.recipe import Recipe, apply_overrides, dump_recipe, load_recipe, parse_recipe, resolve_paths
 
-TUNE_RECIPE = "tune.yaml"
+TUNE_RECIPE = "tune.yaml"  # also named in umsrep/evidence.py, which imports no TensorFlow
 LOWER_IS_BETTER = ("loss",)
 DENOISE_KEYS = ("psnr", "ssim", "ms_ssim")
 
