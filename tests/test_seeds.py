@@ -172,6 +172,36 @@ def test_seed_summary_has_per_group_metrics_and_measurements():
     assert "mae_by_group" not in th and "mae" in th
 
 
+def test_seed_summary_has_the_patient_decisions():
+    import yaml
+
+    from tests.conftest import TINY_RECIPE
+    from umsrep.evaluate.report import render_cv_markdown
+    from umsrep.recipe import parse_recipe
+    from umsrep.train.crossval import summarize_runs
+
+    recipe = parse_recipe(yaml.safe_load(TINY_RECIPE), "tiny")
+
+    def run(acc, mcc, ref_acc):
+        m = _run_metrics(0.7, 0.8, 4.0, 2.0)
+        score = {"n_groups": 20, "accuracy": acc, "balanced_accuracy": acc, "mcc": mcc, "confusion": [[1]]}
+        m["patient"] = {"features": ["lv_ED"], "unit": "px", "groups": [{"group": "p1", "lv_ED": 0.5}],
+                        "predicted_masks": {"diagnosis": {"classes": ["A", "B"], "test": score}},
+                        "true_masks": {"diagnosis": {"test": {**score, "accuracy": ref_acc}}}}
+        return m
+
+    sec = summarize_runs([run(0.7, 0.6, 0.95), run(0.8, 0.7, 0.95), run(0.9, 0.8, 0.95)], recipe)
+    pred = sec["patient"]["predicted_masks"]["diagnosis"]
+    assert pred["n_groups"] == 20 and pred["accuracy"]["values"] == [0.7, 0.8, 0.9]
+    assert pred["accuracy"]["mean"] == pytest.approx(0.8) and pred["accuracy"]["sd"] == pytest.approx(0.1)
+    assert pred["mcc"]["mean"] == pytest.approx(0.7) and "roc_auc" not in pred
+    assert sec["patient"]["true_masks"]["diagnosis"]["accuracy"]["sd"] == pytest.approx(0.0)
+    report = render_cv_markdown({"seeds": {"seeds": [1, 2, 3], "split_seed": 1, **sec}, "run": {"name": "t"}})
+    assert "| predicted masks | diagnosis | 20 | 0.800 ± 0.100 | 0.800 ± 0.100 | 0.700 ± 0.100 | 0.700, 0.800, " \
+           "0.900 |" in report
+    assert "patient" not in summarize_runs([_run_metrics(0.7, 0.8, 4.0, 2.0)] * 2, recipe)  # no patient section
+
+
 def test_a_damaged_run_json_in_a_placed_seed_is_one_line(tiny_recipe_file, tmp_path, capsys):
     out = tmp_path / "damaged"
     (out / "seed5").mkdir(parents=True)

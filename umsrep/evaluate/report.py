@@ -301,14 +301,29 @@ def render_cv_markdown(m: dict) -> str:
                            [[pair, r["metric"], f"{r['mean_difference']:+.4f}", r["t_test"]["p_value"],
                              r["wilcoxon"]["p_value"]] for pair, r in tests.items()]), ""]
     out += _cv_measurements(cv.get("measurements") or {}, per)
+    out += _cv_patient(cv.get("patient") or {}, per)
     out += ["## Cost", "", _table(["approach", f"training wall time {per} (s)", "parameters"],
                                   [[a, f"{v['wall_time_s']['mean']:.1f} ± {v['wall_time_s']['sd']:.1f}",
                                     f"{v['parameters']:,}"] for a, v in approaches.items()]), ""]
     return "\n".join(out) + "\n"
 
 
-def _mean_sd_cell(stats: dict, key: str) -> str:
-    return f"{stats[key]['mean']:.2f} ± {stats[key]['sd']:.2f}" if key in stats else "n/a"
+def _mean_sd_cell(stats: dict, key: str, decimals: int = 2) -> str:
+    return f"{stats[key]['mean']:.{decimals}f} ± {stats[key]['sd']:.{decimals}f}" if key in stats else "n/a"
+
+
+def _cv_patient(ps: dict, per: str) -> list:
+    """The patient-level decisions (test split, one value per group) over sub-runs, one row per feature source and
+    target."""
+    if not ps:
+        return []
+    rows = [[source.replace("_", " "), target, r.get("n_groups")] + [_mean_sd_cell(r, k, 3) for k in
+                                                                    ("accuracy", "balanced_accuracy", "mcc")]
+            + [", ".join(f"{x:.3f}" for x in r["accuracy"]["values"]) if "accuracy" in r else "n/a"]
+            for source, targets in ps.items() for target, r in targets.items()]
+    return ["## Per patient (test split, features from the masks)", "",
+            _table(["features from", "target", "groups", "accuracy", "balanced accuracy", "MCC",
+                    f"accuracy {per}"], rows), ""]
 
 
 def _cv_measurements(ms: dict, per: str) -> list:

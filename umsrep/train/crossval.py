@@ -75,6 +75,9 @@ def summarize_runs(run_metrics: list, recipe: Recipe) -> dict:
     measurements = summarize_measurements(run_metrics)
     if measurements:
         out["measurements"] = measurements
+    patient = summarize_patient(run_metrics)
+    if patient:
+        out["patient"] = patient
     for task, t in recipe.tasks.items():
         key = MAIN[t.type]
         pairs = {}
@@ -152,6 +155,31 @@ def summarize_measurements(run_metrics: list) -> dict:
             sets.append(summary)
         if sets:
             out[name] = {"unit": spec.get("unit"), "by_data": sets}
+    return out
+
+
+# test scores of a patient-level classifier (the `patient` section) summarized over sub-runs
+PATIENT_KEYS = ("accuracy", "balanced_accuracy", "mcc", "roc_auc")
+
+
+def summarize_patient(run_metrics: list) -> dict:
+    """Per feature source (``predicted_masks``; ``true_masks``, the reference) and target of the ``patient`` section:
+    the test scores per group (patient) over sub-runs — values, mean and sample SD — and the number of groups."""
+    first = run_metrics[0].get("patient") or {}
+    out = {}
+    for source, targets in first.items():
+        if not isinstance(targets, dict):
+            continue
+        summary = {}
+        for target in targets:
+            tests = [((m.get("patient") or {}).get(source) or {}).get(target, {}).get("test") or {}
+                     for m in run_metrics]
+            keys = {k: mean_sd([t.get(k) for t in tests]) for k in PATIENT_KEYS
+                    if all(isinstance(t.get(k), (int, float)) for t in tests)}
+            if keys:
+                summary[target] = {"n_groups": tests[0].get("n_groups"), **keys}
+        if summary:
+            out[source] = summary
     return out
 
 
