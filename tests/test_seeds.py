@@ -202,6 +202,30 @@ def test_seed_summary_has_the_patient_decisions():
     assert "patient" not in summarize_runs([_run_metrics(0.7, 0.8, 4.0, 2.0)] * 2, recipe)  # no patient section
 
 
+def test_seed_summary_has_each_class_of_a_multi_class_segmentation():
+    import yaml
+
+    from tests.conftest import TINY_RECIPE
+    from umsrep.evaluate.report import render_cv_markdown
+    from umsrep.recipe import parse_recipe
+    from umsrep.train.crossval import summarize_runs
+
+    recipe = parse_recipe(yaml.safe_load(TINY_RECIPE), "tiny")
+    runs = []
+    for rv, lv in ((0.5, 0.8), (0.6, 0.9), (0.7, 0.7)):
+        m = _run_metrics((rv + lv) / 2, 0.8, 4.0, 2.0)
+        m["tasks"]["apo"]["test"]["per_class"] = {"rv": {"dice": rv, "iou": 0.1}, "lv": {"dice": lv, "iou": 0.2}}
+        runs.append(m)
+    apo = summarize_runs(runs, recipe)["approaches"]["joint"]["tasks"]["apo"]
+    assert apo["dice_rv"]["values"] == [0.5, 0.6, 0.7] and apo["dice_rv"]["sd"] == pytest.approx(0.1)
+    assert apo["dice_lv"]["mean"] == pytest.approx(0.8) and "iou_rv" not in apo
+    report = render_cv_markdown({"seeds": {"seeds": [1, 2, 3], "split_seed": 1,
+                                           **summarize_runs(runs, recipe)}, "run": {"name": "t"}})
+    assert "| approach | dice | iou | dice_rv | dice_lv | dice_by_group | per seed (dice) |" in report
+    one = summarize_runs([_run_metrics(0.7, 0.8, 4.0, 2.0)] * 2, recipe)["approaches"]["joint"]["tasks"]["apo"]
+    assert "dice_apo" not in one  # one class: its Dice is the task's
+
+
 def test_a_damaged_run_json_in_a_placed_seed_is_one_line(tiny_recipe_file, tmp_path, capsys):
     out = tmp_path / "damaged"
     (out / "seed5").mkdir(parents=True)

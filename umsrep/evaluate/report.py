@@ -289,7 +289,9 @@ def render_cv_markdown(m: dict) -> str:
     tasks = list(next(iter(approaches.values()))["tasks"])
     for task in tasks:
         first = approaches[next(iter(approaches))]["tasks"][task]
-        keys = [k for k in SEG_KEYS + CLS_KEYS if k in first] + [k for k in first if k.endswith("_by_group")]
+        keys = [k for k in SEG_KEYS + CLS_KEYS if k in first]
+        keys += [k for k in first if k not in keys and k.startswith("dice_") and not k.endswith(("_by_group", "_ci95"))]
+        keys += [k for k in first if k.endswith("_by_group")]
         out += [f"## {task}", "", _table(["approach"] + keys + [f"{per} ({keys[0]})"],
                 [[a] + [f"{v['tasks'][task][k]['mean']:.4f} ± {v['tasks'][task][k]['sd']:.4f}"
                         if k in v["tasks"][task] else "n/a" for k in keys]

@@ -255,11 +255,16 @@ def approach_summary(stage_list, task_metrics):
 
 
 def _test_scalars(task: dict) -> dict:
-    """A task's test metrics without per-class tables; with a grouping column, the main metric averaged per
-    group (``<metric>_by_group``: each patient / recording once) beside the per-image one."""
+    """A task's test metrics without per-class tables, but with the main metric of each class when a segmentation
+    task has several (``dice_<class>``: ACDC's RV, myocardium, LV); with a grouping column, the main metric averaged
+    per group (``<metric>_by_group``: each patient / recording once) beside the per-image one."""
     test = task.get("test", {})
     out = {k: v for k, v in test.items() if not isinstance(v, (dict, list)) or k.endswith("_ci95")}
     main = MAIN.get(task.get("type"))
+    per_class = test.get("per_class")
+    if task.get("type") == "segmentation" and isinstance(per_class, dict) and len(per_class) > 1:
+        out.update({f"{main}_{c}": v[main] for c, v in per_class.items()
+                    if isinstance(v, dict) and isinstance(v.get(main), (int, float))})
     if main and isinstance(test.get("by_group"), dict) and test["by_group"].get("mean") is not None:
         out[f"{main}_by_group"] = test["by_group"]["mean"]
     return out
