@@ -258,14 +258,22 @@ def test_make_evidence_of_a_tune_folder(tmp_path, capsys):
     for i, mcc in enumerate((0.31, 0.47)):
         trial = _run(out / "trials" / f"{i}", {"tasks": {"diagnosis": {"mcc": mcc}}})
         (trial / "trial.json").write_text("{}")
+    (out / "trials" / "1" / "run.json").write_text(json.dumps({"umsrep_version": "0.1.0", "created": "2026-12-03"}))
+    (out / "trials" / "2").mkdir()
+    (out / "trials" / "2" / "recipe.yaml").write_text("name: t\n")  # a trial that did not finish: not copied
+    _run(out / "representation")  # stage `heads`: the representation trained once
     with pytest.raises(RunDirError, match="trials.json"):  # an unfinished search has no summary yet
         make_evidence(out, "t0", dest=tmp_path / "ev")
     (out / "trials.json").write_text(json.dumps({"best": {"trial_id": "1", "objective": 0.47}, "trials": []}))
-    ev = make_evidence(out, "busi-tune", dest=tmp_path / "ev", command="umsrep tune busi_tune.yaml")
+    ev = make_evidence(out, "busi-tune", dest=tmp_path / "ev")
     files = sorted(str(p.relative_to(ev)) for p in ev.rglob("*") if p.is_file())
-    assert files == ["best_recipe.yaml", "command.txt", "meta.json", "recipe.yaml", "trials.json",
-                     "trials/0/metrics.json", "trials/0/recipe.yaml", "trials/1/metrics.json", "trials/1/recipe.yaml"]
+    assert files == ["best_recipe.yaml", "command.txt", "meta.json", "recipe.yaml", "representation/metrics.json",
+                     "representation/recipe.yaml", "trials.json", "trials/0/metrics.json", "trials/0/recipe.yaml",
+                     "trials/1/metrics.json", "trials/1/recipe.yaml"]
     assert (ev / "recipe.yaml").read_text() == (out / "tune.yaml").read_text()
+    assert (ev / "command.txt").read_text().startswith("umsrep tune recipe.yaml  # reconstructed")
+    meta = json.loads((ev / "meta.json").read_text())
+    assert meta["run_created"] == "2026-12-03" and meta["umsrep_version"] == "0.1.0"  # from the best trial's run
     assert json.loads((ev / "trials" / "1" / "metrics.json").read_text())["tasks"]["diagnosis"]["mcc"] == 0.47
     (tmp_path / "doc.md").write_text("<!-- evidence: ev/busi-tune/trials.json -->\n| trial | MCC |\n|---|---|\n"
                                      "| best | 0.470 |\n")

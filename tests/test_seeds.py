@@ -185,8 +185,10 @@ def test_seed_summary_has_the_patient_decisions():
     def run(acc, mcc, ref_acc):
         m = _run_metrics(0.7, 0.8, 4.0, 2.0)
         score = {"n_groups": 20, "accuracy": acc, "balanced_accuracy": acc, "mcc": mcc, "confusion": [[1]]}
-        m["patient"] = {"features": ["lv_ED"], "unit": "px", "groups": [{"group": "p1", "lv_ED": 0.5}],
-                        "predicted_masks": {"diagnosis": {"classes": ["A", "B"], "test": score}},
+        m["patient"] = {"features": ["lv_ED"], "unit": "px", "n_groups": 30, "train_features": "predicted",
+                        "groups": [{"group": "p1", "lv_ED": 0.5}],
+                        "predicted_masks": {"diagnosis": {"classes": ["A", "B"], "test": score},
+                                            "dcm": {"skipped": "one class in the training groups"}},
                         "true_masks": {"diagnosis": {"test": {**score, "accuracy": ref_acc}}}}
         return m
 
@@ -194,12 +196,18 @@ def test_seed_summary_has_the_patient_decisions():
     pred = sec["patient"]["predicted_masks"]["diagnosis"]
     assert pred["n_groups"] == 20 and pred["accuracy"]["values"] == [0.7, 0.8, 0.9]
     assert pred["accuracy"]["mean"] == pytest.approx(0.8) and pred["accuracy"]["sd"] == pytest.approx(0.1)
-    assert pred["mcc"]["mean"] == pytest.approx(0.7) and "roc_auc" not in pred
+    assert pred["mcc"]["mean"] == pytest.approx(0.7) and "dcm" not in sec["patient"]["predicted_masks"]
     assert sec["patient"]["true_masks"]["diagnosis"]["accuracy"]["sd"] == pytest.approx(0.0)
     report = render_cv_markdown({"seeds": {"seeds": [1, 2, 3], "split_seed": 1, **sec}, "run": {"name": "t"}})
     assert "| predicted masks | diagnosis | 20 | 0.800 ± 0.100 | 0.800 ± 0.100 | 0.700 ± 0.100 | 0.700, 0.800, " \
            "0.900 |" in report
     assert "patient" not in summarize_runs([_run_metrics(0.7, 0.8, 4.0, 2.0)] * 2, recipe)  # no patient section
+    folds = [run(0.7, 0.6, 0.95), run(0.8, 0.7, 0.95)]
+    folds[1]["patient"]["predicted_masks"]["diagnosis"]["test"]["n_groups"] = 19  # folds: other test patients
+    sec = summarize_runs(folds, recipe)
+    assert sec["patient"]["predicted_masks"]["diagnosis"]["n_groups"] == [20, 19]
+    assert "| predicted masks | diagnosis | 20/19 |" in render_cv_markdown({"cv": {"folds": 2, **sec},
+                                                                          "run": {"name": "t"}})
 
 
 def test_seed_summary_has_each_class_of_a_multi_class_segmentation():
@@ -224,6 +232,14 @@ def test_seed_summary_has_each_class_of_a_multi_class_segmentation():
     assert "| approach | dice | iou | dice_rv | dice_lv | dice_by_group | per seed (dice) |" in report
     one = summarize_runs([_run_metrics(0.7, 0.8, 4.0, 2.0)] * 2, recipe)["approaches"]["joint"]["tasks"]["apo"]
     assert "dice_apo" not in one  # one class: its Dice is the task's
+    for m in runs:  # classes whose key would read as an interval or a per-group mean are left out
+        m["tasks"]["apo"]["test"]["per_class"].update({"ci95": {"dice": 0.1}, "by_group": {"dice": 0.2}})
+    from umsrep.evaluate.scores import approach_summary
+
+    task = approach_summary([{"wall_time_s": 1.0, "epochs_run": 1}], {"apo": runs[0]["tasks"]["apo"]})["tasks"]["apo"]
+    assert task["dice_ci95"] == pytest.approx([0.6, 0.7]) and task["dice_by_group"] == 0.8 and task["dice_rv"] == 0.5
+    apo = summarize_runs(runs, recipe)["approaches"]["joint"]["tasks"]["apo"]
+    assert "dice_ci95" not in apo and apo["dice_by_group"]["values"] == [0.8, 0.8, 0.8]
 
 
 def test_a_damaged_run_json_in_a_placed_seed_is_one_line(tiny_recipe_file, tmp_path, capsys):

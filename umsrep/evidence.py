@@ -129,21 +129,32 @@ def evidence_files(run_dir) -> dict:
 def tune_files(out: Path) -> dict:
     """A search folder of ``umsrep tune``: its ``trials.json`` (every trial's values, objective and wall time), the
     search recipe as ``recipe.yaml``, ``best_recipe.yaml``, and each finished trial's ``trials/<id>/metrics.json``
-    and ``recipe.yaml``."""
+    and ``recipe.yaml`` (and the shared ``representation/`` run's, for ``stage: heads``)."""
     if not (out / "trials.json").is_file():
         raise RunDirError(f"{out / 'trials.json'}: missing (has the search finished? continue it with umsrep tune "
                           f"--resume {out})")
     files = {"trials.json": out / "trials.json", "recipe.yaml": out / TUNE_RECIPE}
     if (out / "best_recipe.yaml").is_file():
         files["best_recipe.yaml"] = out / "best_recipe.yaml"
-    trials = out / "trials"
-    for sub in sorted(p for p in trials.iterdir() if p.is_dir()) if trials.is_dir() else []:
-        for name in RUN_FILES:
-            if (sub / name).is_file():
-                files[f"trials/{sub.name}/{name}"] = sub / name
+    subs = [out / "representation"]  # stage `heads`: the representation trained once for every trial
+    if (out / "trials").is_dir():
+        subs += sorted(p for p in (out / "trials").iterdir() if p.is_dir())
+    for sub in subs:
+        if (sub / RUN_FILES[0]).is_file():  # a finished run: its metrics and recipe
+            for name in RUN_FILES:
+                if (sub / name).is_file():
+                    files[f"{sub.relative_to(out).as_posix()}/{name}"] = sub / name
     for p in files.values():
         _small_file(p)
     return files
+
+
+def _read_object(path: Path) -> dict:
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def make_evidence(run_dir, name, *, dest=None, command=None, shared=False, overwrite=False) -> Path:
@@ -163,12 +174,14 @@ def make_evidence(run_dir, name, *, dest=None, command=None, shared=False, overw
         raise EvidenceError(f"{out}: exists (give --overwrite to replace it)")
     run_dir = Path(run_dir)
     files = evidence_files(run_dir)
-    try:
-        run_info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        run_info = {}
+    search = "trials.json" in files
+    run_info = _read_object(run_dir / "run.json")
+    if search:  # a tune folder has no run.json: versions and date from the best trial's run
+        best = _read_object(run_dir / "trials.json").get("best") or {}
+        run_info = _read_object(run_dir / "trials" / str(best.get("trial_id")) / "run.json")
     if command is None:
-        command = "umsrep fit recipe.yaml  # reconstructed: the original command line was not recorded\n"
+        command = (f"umsrep {'tune' if search else 'fit'} recipe.yaml  # reconstructed: the original command line "
+                   f"was not recorded\n")
     import umsrep
 
     meta = {

@@ -316,14 +316,15 @@ def _mean_sd_cell(stats: dict, key: str, decimals: int = 2) -> str:
 
 def _cv_patient(ps: dict, per: str) -> list:
     """The patient-level decisions (test split, one value per group) over sub-runs, one row per feature source and
-    target."""
+    target (the recipe's strategy: the patient section is computed for it)."""
     if not ps:
         return []
-    rows = [[source.replace("_", " "), target, r.get("n_groups")] + [_mean_sd_cell(r, k, 3) for k in
+    rows = [[source.replace("_", " "), target, "/".join(map(str, r["n_groups"])) if isinstance(r.get("n_groups"), list)
+             else r.get("n_groups")] + [_mean_sd_cell(r, k, 3) for k in
                                                                     ("accuracy", "balanced_accuracy", "mcc")]
             + [", ".join(f"{x:.3f}" for x in r["accuracy"]["values"]) if "accuracy" in r else "n/a"]
             for source, targets in ps.items() for target, r in targets.items()]
-    return ["## Per patient (test split, features from the masks)", "",
+    return ["## Per patient (test split, features from the masks of the recipe's strategy)", "",
             _table(["features from", "target", "groups", "accuracy", "balanced accuracy", "MCC",
                     f"accuracy {per}"], rows), ""]
 

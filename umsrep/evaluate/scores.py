@@ -254,6 +254,9 @@ def approach_summary(stage_list, task_metrics):
             "tasks": {n: _test_scalars(t) for n, t in task_metrics.items() if n != "denoise"}}
 
 
+CLASS_KEY_CLASHES = ("_ci95", "_by_group")  # a class named so would read as an interval or a per-group mean
+
+
 def _test_scalars(task: dict) -> dict:
     """A task's test metrics without per-class tables, but with the main metric of each class when a segmentation
     task has several (``dice_<class>``: ACDC's RV, myocardium, LV); with a grouping column, the main metric averaged
@@ -263,8 +266,11 @@ def _test_scalars(task: dict) -> dict:
     main = MAIN.get(task.get("type"))
     per_class = test.get("per_class")
     if task.get("type") == "segmentation" and isinstance(per_class, dict) and len(per_class) > 1:
-        out.update({f"{main}_{c}": v[main] for c, v in per_class.items()
-                    if isinstance(v, dict) and isinstance(v.get(main), (int, float))})
+        for c, v in per_class.items():
+            key = f"{main}_{c}"
+            if key not in test and not key.endswith(CLASS_KEY_CLASHES) and isinstance(v, dict) \
+                    and isinstance(v.get(main), (int, float)):
+                out[key] = v[main]
     if main and isinstance(test.get("by_group"), dict) and test["by_group"].get("mean") is not None:
         out[f"{main}_by_group"] = test["by_group"]["mean"]
     return out

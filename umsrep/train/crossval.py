@@ -159,12 +159,13 @@ def summarize_measurements(run_metrics: list) -> dict:
 
 
 # test scores of a patient-level classifier (the `patient` section) summarized over sub-runs
-PATIENT_KEYS = ("accuracy", "balanced_accuracy", "mcc", "roc_auc")
+PATIENT_KEYS = ("accuracy", "balanced_accuracy", "mcc")
 
 
 def summarize_patient(run_metrics: list) -> dict:
     """Per feature source (``predicted_masks``; ``true_masks``, the reference) and target of the ``patient`` section:
-    the test scores per group (patient) over sub-runs — values, mean and sample SD — and the number of groups."""
+    the test scores per group (patient) over sub-runs — values, mean and sample SD — and the number of test groups
+    (one number when every sub-run has it, e.g. seeds on one split; else one per sub-run, e.g. folds)."""
     first = run_metrics[0].get("patient") or {}
     out = {}
     for source, targets in first.items():
@@ -177,7 +178,8 @@ def summarize_patient(run_metrics: list) -> dict:
             keys = {k: mean_sd([t.get(k) for t in tests]) for k in PATIENT_KEYS
                     if all(isinstance(t.get(k), (int, float)) for t in tests)}
             if keys:
-                summary[target] = {"n_groups": tests[0].get("n_groups"), **keys}
+                counts = [t.get("n_groups") for t in tests]
+                summary[target] = {"n_groups": counts[0] if len(set(counts)) == 1 else counts, **keys}
         if summary:
             out[source] = summary
     return out
