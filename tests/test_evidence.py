@@ -17,9 +17,7 @@ DOCS = ["docs/performance.md", "docs/results.md", "docs/architectures.md", "docs
 
 # docs whose tables may still lack an evidence comment, with the reason; tables that have one are checked anyway.
 # Remove an entry when its doc is fully linked (the test then says so).
-UNCHECKED = {
-    "docs/results.md": "the hyper-parameter search: a 2026-11-29 run, folder gone; to re-measure (issues 13, 18)",
-}
+UNCHECKED = {}  # doc -> why its unlinked tables are allowed for now (none left)
 
 
 # ---------------------------------------------------------------------------------------------------- the docs
