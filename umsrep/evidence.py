@@ -116,13 +116,21 @@ def evidence_files(run_dir) -> dict:
     for name in OPTIONAL_FILES:
         if (run / name).is_file():
             files[name] = run / name
-    for sub in sorted(p for p in run.path.iterdir() if p.is_dir()):
-        if (sub / RunDir.METRICS).is_file():  # a sub-run (fold<i>/, a seed): its metrics and recipe
-            for name in RUN_FILES:
-                if (sub / name).is_file():
-                    files[f"{sub.name}/{name}"] = sub / name
+    files.update(_finished_runs(run.path, sorted(p for p in run.path.iterdir() if p.is_dir())))  # fold<i>/, seed<s>/
     for p in files.values():
         _small_file(p)
+    return files
+
+
+def _finished_runs(root: Path, folders) -> dict:
+    """``{<folder relative to root>/<file>: path}``: the metrics and recipe of each folder that holds a finished run
+    (its metrics.json)."""
+    files = {}
+    for sub in folders:
+        if (sub / RUN_FILES[0]).is_file():
+            for name in RUN_FILES:
+                if (sub / name).is_file():
+                    files[f"{sub.relative_to(root).as_posix()}/{name}"] = sub / name
     return files
 
 
@@ -139,11 +147,7 @@ def tune_files(out: Path) -> dict:
     subs = [out / "representation"]  # stage `heads`: the representation trained once for every trial
     if (out / "trials").is_dir():
         subs += sorted(p for p in (out / "trials").iterdir() if p.is_dir())
-    for sub in subs:
-        if (sub / RUN_FILES[0]).is_file():  # a finished run: its metrics and recipe
-            for name in RUN_FILES:
-                if (sub / name).is_file():
-                    files[f"{sub.relative_to(out).as_posix()}/{name}"] = sub / name
+    files.update(_finished_runs(out, subs))
     for p in files.values():
         _small_file(p)
     return files
