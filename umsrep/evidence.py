@@ -38,7 +38,6 @@ REFUSED_SUFFIXES = {".keras", ".h5", ".npz", ".npy", ".png", ".jpg", ".jpeg", ".
                     ".gz", ".onnx", ".tflite", ".pb", ".zip", ".tar", ".pt", ".pth", ".ckpt"}
 RUN_FILES = ("metrics.json", "recipe.yaml")  # RunDir.METRICS, RunDir.RECIPE
 OPTIONAL_FILES = ("evaluation.json",)  # written by `umsrep evaluate RUN`
-TUNE_RECIPE = "tune.yaml"  # umsrep.tune.TUNE_RECIPE: marks a `umsrep tune` search folder
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -104,6 +103,7 @@ def evidence_files(run_dir) -> dict:
     """``{relative name: source path}`` of what :func:`make_evidence` copies from ``run_dir``: a run's (or a parent
     run's) files, or a ``umsrep tune`` folder's (:func:`tune_files`)."""
     from umsrep.rundir import RunDir
+    from umsrep.tune import TUNE_RECIPE
 
     if (Path(run_dir) / TUNE_RECIPE).is_file() and not (Path(run_dir) / RunDir.RUN).is_file():
         return tune_files(Path(run_dir))
@@ -138,10 +138,12 @@ def tune_files(out: Path) -> dict:
     """A search folder of ``umsrep tune``: its ``trials.json`` (every trial's values, objective and wall time), the
     search recipe as ``recipe.yaml``, ``best_recipe.yaml``, and each finished trial's ``trials/<id>/metrics.json``
     and ``recipe.yaml`` (and the shared ``representation/`` run's, for ``stage: heads``)."""
-    if not (out / "trials.json").is_file():
-        raise RunDirError(f"{out / 'trials.json'}: missing (has the search finished? continue it with umsrep tune "
+    from umsrep.tune import TRIALS, TUNE_RECIPE
+
+    if not (out / TRIALS).is_file():
+        raise RunDirError(f"{out / TRIALS}: missing (has the search finished? continue it with umsrep tune "
                           f"--resume {out})")
-    files = {"trials.json": out / "trials.json", "recipe.yaml": out / TUNE_RECIPE}
+    files = {TRIALS: out / TRIALS, RUN_FILES[1]: out / TUNE_RECIPE}
     if (out / "best_recipe.yaml").is_file():
         files["best_recipe.yaml"] = out / "best_recipe.yaml"
     subs = [out / "representation"]  # stage `heads`: the representation trained once for every trial
@@ -178,10 +180,12 @@ def make_evidence(run_dir, name, *, dest=None, command=None, shared=False, overw
         raise EvidenceError(f"{out}: exists (give --overwrite to replace it)")
     run_dir = Path(run_dir)
     files = evidence_files(run_dir)
-    search = "trials.json" in files
+    from umsrep.tune import TRIALS
+
+    search = TRIALS in files
     run_info = _read_object(run_dir / "run.json")
     if search:  # a tune folder has no run.json: versions and date from the best trial's run
-        best = _read_object(run_dir / "trials.json").get("best") or {}
+        best = _read_object(run_dir / TRIALS).get("best") or {}
         run_info = _read_object(run_dir / "trials" / str(best.get("trial_id")) / "run.json")
     if command is None:
         command = (f"umsrep {'tune' if search else 'fit'} recipe.yaml  # reconstructed: the original command line "

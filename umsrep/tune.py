@@ -32,7 +32,8 @@ from umsrep.evaluate.report import CLS_KEYS, SEG_KEYS, _table
 from umsrep.io import write_json, write_text
 from umsrep.recipe import Recipe, apply_overrides, dump_recipe, load_recipe, parse_recipe, resolve_paths
 
-TUNE_RECIPE = "tune.yaml"  # also named in umsrep/evidence.py, which imports no TensorFlow
+TUNE_RECIPE = "tune.yaml"  # the search recipe; it marks a search folder (also for `umsrep evidence`)
+TRIALS = "trials.json"  # the summary written when the search ends
 LOWER_IS_BETTER = ("loss",)
 DENOISE_KEYS = ("psnr", "ssim", "ms_ssim")
 
@@ -260,7 +261,7 @@ def tune(recipe_path=None, overrides=None, out=None, trials=None, resume=None, l
     summary = {"objective": recipe.search.objective, "direction": direction(recipe), "tuner": recipe.search.tuner,
                "stage": recipe.search.stage, "best": best, "trials": table,
                "search_wall_time_s": round(time.perf_counter() - t0, 2)}
-    write_json(out / "trials.json", summary)
+    write_json(out / TRIALS, summary)
     write_text(out / "report.md", render_tune_markdown(summary, recipe))
     log(f"best trial {best['trial_id']}: {recipe.search.objective} = {best['objective']:.4f} with {best['values']}")
     log(f"best recipe: {out / 'best_recipe.yaml'}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 CLS_KEYS = ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "sensitivity", "specificity")
 SEG_KEYS = ("dice", "iou", "pixel_accuracy")
+CLASS_KEY_CLASHES = ("_ci95", "_by_group")  # no per-class key `<metric>_<class>` ends so: it would read as an
+# interval or a per-group mean (umsrep.evaluate.scores leaves such classes out)
 
 
 def _fmt(v):
@@ -290,7 +292,7 @@ def render_cv_markdown(m: dict) -> str:
     for task in tasks:
         first = approaches[next(iter(approaches))]["tasks"][task]
         keys = [k for k in SEG_KEYS + CLS_KEYS if k in first]
-        keys += [k for k in first if k not in keys and k.startswith("dice_") and not k.endswith(("_by_group", "_ci95"))]
+        keys += [k for k in first if k not in keys and k.startswith("dice_") and not k.endswith(CLASS_KEY_CLASHES)]
         keys += [k for k in first if k.endswith("_by_group")]
         out += [f"## {task}", "", _table(["approach"] + keys + [f"{per} ({keys[0]})"],
                 [[a] + [f"{v['tasks'][task][k]['mean']:.4f} ± {v['tasks'][task][k]['sd']:.4f}"

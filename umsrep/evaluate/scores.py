@@ -15,6 +15,7 @@ import numpy as np
 from umsrep.derive.rules import HeadValues, decide, heads_of
 from umsrep.evaluate.metrics import classification_metrics, dice_per_image, segmentation_metrics, summarize_quality
 from umsrep.evaluate.predictions import rows
+from umsrep.evaluate.report import CLASS_KEY_CLASHES
 from umsrep.evaluate.stats import bootstrap_ci, group_mean, mcnemar, paired_tests
 
 MAIN = {"segmentation": "dice", "classification": "accuracy"}
@@ -252,9 +253,6 @@ def approach_summary(stage_list, task_metrics):
     time_s = sum(s["wall_time_s"] for s in stage_list)
     return {"wall_time_s": round(time_s, 3), "epochs": sum(s["epochs_run"] for s in stage_list),
             "tasks": {n: _test_scalars(t) for n, t in task_metrics.items() if n != "denoise"}}
-
-
-CLASS_KEY_CLASHES = ("_ci95", "_by_group")  # a class named so would read as an interval or a per-group mean
 
 
 def _test_scalars(task: dict) -> dict:

@@ -124,6 +124,12 @@ def check_kept_subruns(recipe: Recipe, path) -> None:
         sub.read_json(RunDir.METRICS)
 
 
+def mean_sd_of_numbers(columns: dict) -> dict:
+    """``{key: mean_sd(values)}`` for each column whose values over the sub-runs are all numbers (a value missing in
+    one sub-run leaves its column out)."""
+    return {key: mean_sd(vals) for key, vals in columns.items() if all(isinstance(v, (int, float)) for v in vals)}
+
+
 # agreement statistics of a measurement (predicted vs true masks, test split) summarized over sub-runs
 AGREEMENT_KEYS = ("mae", "mae_pct", "bias", "n")
 
@@ -148,8 +154,7 @@ def summarize_measurements(run_metrics: list) -> dict:
                 columns = {key: [a.get(key) for a in per_run] for key in AGREEMENT_KEYS}
                 columns.update({f"{key}_by_group": [(a.get("by_group") or {}).get(key) for a in per_run]
                                 for key in ("mae", "mae_pct")})
-                per_unit = {key: mean_sd(vals) for key, vals in columns.items()
-                            if all(isinstance(v, (int, float)) for v in vals)}
+                per_unit = mean_sd_of_numbers(columns)
                 if per_unit:
                     summary[unit] = per_unit
             sets.append(summary)
@@ -175,8 +180,7 @@ def summarize_patient(run_metrics: list) -> dict:
         for target in targets:
             tests = [((m.get("patient") or {}).get(source) or {}).get(target, {}).get("test") or {}
                      for m in run_metrics]
-            keys = {k: mean_sd([t.get(k) for t in tests]) for k in PATIENT_KEYS
-                    if all(isinstance(t.get(k), (int, float)) for t in tests)}
+            keys = mean_sd_of_numbers({k: [t.get(k) for t in tests] for k in PATIENT_KEYS})
             if keys:
                 counts = [t.get("n_groups") for t in tests]
                 summary[target] = {"n_groups": counts[0] if len(set(counts)) == 1 else counts, **keys}
