@@ -40,9 +40,8 @@ CASES = {
 def arm_representation(arm: str, encoder: str, card: dict) -> dict:
     if arm in ("frozen", "finetune"):
         return {"kind": "pretrained", "name": encoder, "trainable": arm == "finetune"}
-    a = card["architecture"]
-    return {"kind": a["kind"], "filters": a["filters"], "kernel_size": a["kernel_size"], "train": "none",
-            "trainable": True}
+    # every architecture field of the card (filters, kernel size, convs per level, ...): the same network, untrained
+    return {**card["architecture"], "train": "none", "trainable": True}
 
 
 def case_recipe(case: dict, arm: str, fraction: float, epochs: int, card: dict, base: dict) -> dict:
@@ -54,10 +53,18 @@ def case_recipe(case: dict, arm: str, fraction: float, epochs: int, card: dict, 
     raw["representation"] = arm_representation(arm, case["encoder"], card)
     raw["strategy"] = {"kind": "independent"}
     raw["derive"] = {}
+    raw.pop("patient", None)  # per-patient features name the recipe's own tasks (ACDC: heart), not this one
     raw["data"]["split"] = {**raw["data"].get("split", {}), "train_fraction": fraction}
     raw["name"] = f"reuse-{task}-{arm}-{int(round(fraction * 100))}"
     raw["output"] = {"html": False, "tensorboard": False}
     return raw
+
+
+def encoder_summary(name: str, card: dict) -> dict:
+    """Which shipped encoder a case reused (results of different encoder versions must not be mixed up)."""
+    pre, tr = card.get("preprocessing", {}), card.get("training", {})
+    return {"name": name, "image_size": pre.get("image_size"), "architecture": card.get("architecture"),
+            "epochs_run": tr.get("epochs_run"), "recipe": tr.get("recipe")}
 
 
 def fit_metrics(raw: dict, folder: Path, env: dict | None = None) -> dict:
@@ -118,7 +125,8 @@ def main():
         target = max(full)
         for r in rows.values():
             r["time_to_target_s"] = time_to(r["curve"], target)
-        results[cname] = {"target_val_loss": target, "runs": rows}
+        results[cname] = {"target_val_loss": target, "encoder": encoder_summary(case["encoder"], card),
+                          "runs": rows}
         print_table(cname, results[cname], a.fractions, a.arms)
     if not a.quick:  # cases run separately accumulate in one file
         from _common import RESULTS

@@ -61,3 +61,39 @@ def test_one_vs_rest_tasks_map_every_class(uvb, data):
         assert set(t["label_map"]) == set(source)
         assert [c for c, v in t["label_map"].items() if v == one] == [one]
         assert all(v in (one, "rest") for v in t["label_map"].values())
+
+
+@pytest.fixture(scope="module")
+def reuse():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import reuse
+        yield reuse
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.parametrize("case", ["cxr", "acdc"])
+def test_reuse_arms_build_the_cards_architecture(reuse, case):
+    """bench/reuse.py: the random-init arm rebuilds every architecture field of the shipped card (a card trained
+    with two convolutions per level must not be compared against a one-conv network), the pretrained arms name
+    the encoder; every arm is a valid recipe with the fraction and epochs asked for."""
+    c = reuse.CASES[case]
+    card = {"architecture": {"kind": "denoising_autoencoder", "filters": [8, 16, 32, 64], "kernel_size": 3,
+                             "convs_per_level": 2, "decoder": "unet"},
+            "preprocessing": {"image_size": [256, 256]}, "training": {"epochs_run": 7, "recipe": "r"}}
+    base = yaml.safe_load((BENCH.parent / "recipes" / c["recipe"]).read_text())
+    for arm in reuse.ARMS:
+        raw = reuse.case_recipe(c, arm, 0.25, 4, card, base)
+        rep = raw["representation"]
+        if arm == "random":
+            recipe = parse_recipe(yaml.safe_load(yaml.safe_dump(raw)), source=f"{case} {arm}")
+            got = recipe.representation.model_dump(mode="json")
+            assert {k: got[k] for k in card["architecture"]} == card["architecture"]
+            assert rep["train"] == "none" and rep["trainable"] is True
+        else:
+            assert rep == {"kind": "pretrained", "name": c["encoder"], "trainable": arm == "finetune"}
+        assert raw["data"]["split"]["train_fraction"] == 0.25
+        assert list(raw["tasks"]) == [c["task"]] and raw["tasks"][c["task"]]["epochs"] == 4
+    summary = reuse.encoder_summary(c["encoder"], card)
+    assert summary["image_size"] == [256, 256] and summary["architecture"]["convs_per_level"] == 2
