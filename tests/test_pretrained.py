@@ -53,6 +53,11 @@ def test_publish_writes_a_card_that_matches_the_run(tiny_run, registry):
     levels = card["denoising"]["levels"]
     assert set(levels) == {"gaussian_0.1", "speckle_0.2"}
     assert all(v["psnr_denoised"] > 0 and 0 < v["ssim_denoised"] <= 1 for v in levels.values())
+    # every number of the card is the run's (noisy, denoised and the classical non-local-means denoiser)
+    den = metrics["tasks"]["denoise"][card["denoising"]["split"]]
+    assert all("nlm" in den[level] for level in levels)
+    assert levels == {level: {f"{k}_{side}": round(den[level][side][k], 4) for side in ("noisy", "denoised", "nlm")
+                              for k in ("psnr", "ssim")} for level in levels}
     # a second publish under the same name is refused, nothing overwritten
     before = (folder / "card.yaml").read_bytes()
     assert main(["pretrained", "publish", str(tiny_run), "tiny-cdae", "--dest", str(registry)]) == 2

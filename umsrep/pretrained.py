@@ -123,8 +123,9 @@ def _denoising(metrics: Dict) -> Dict:
     out = {}
     for level, v in den.get(split, {}).items():
         if isinstance(v, dict) and "noisy" in v:
-            out[level] = {f"{k}_{side}": round(float(v[side][k]), 4) for side in ("noisy", "denoised")
-                          for k in ("psnr", "ssim")}
+            # nlm: the classical denoiser (OpenCV non-local means) on the same noisy images, where the run measured it
+            out[level] = {f"{k}_{side}": round(float(v[side][k]), 4) for side in ("noisy", "denoised", "nlm")
+                          if side in v for k in ("psnr", "ssim")}
     return {"split": split, "levels": out} if out else {}
 
 
