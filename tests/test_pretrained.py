@@ -168,6 +168,8 @@ def test_reuse_frozen_and_fine_tuned(use_registry, tiny_run, tmp_path, trainable
     assert main(["fit", str(recipe), "--out", str(out), "--set", "data.split.train_fraction=0.5"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["run"]["representation"] == "pretrained tiny-cdae"
+    card = yaml.safe_load((use_registry / "tiny-cdae" / "card.yaml").read_text())
+    assert metrics["run"]["encoder_sha256"] == card["sha256"]  # which version of the shipped name was loaded
     assert "representation" not in metrics["stages"]  # loaded, not trained
     assert 0 <= metrics["tasks"]["lesion"]["test"]["dice"] <= 1
     half = next(iter(json.loads((out / "splits.json").read_text())["sources"].values()))

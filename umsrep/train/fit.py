@@ -332,6 +332,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     metrics["run"] = {"name": recipe.name, "modality": recipe.modality, "strategy": recipe.strategy.kind,
                       "representation": (f"pretrained {rep.source}" if rep.kind == "pretrained" else
                                          f"init_from {rep.source}" if rep.source else rep.kind),
+                      **encoder_identity(rep),
                       "wall_time_s": round(time.perf_counter() - t_run, 2), "umsrep_version": umsrep.__version__}
     run.write_json(RunDir.METRICS, metrics)
     run.write_text(RunDir.REPORT, render_markdown(metrics))
@@ -341,3 +342,13 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     run.write_json(RunDir.RUN, {**run_meta(recipe, pre, "denoise" in heads, "complete", created),
                                 "wall_time_s": metrics["run"]["wall_time_s"]})
     return metrics
+
+
+def encoder_identity(rep) -> dict:
+    """For a run from a pretrained encoder, the SHA-256 of the encoder it loaded (from its card, verified at load):
+    a shipped name such as ``cmr-cdae`` can be republished, the hash says which version a run started from."""
+    if rep.kind != "pretrained":
+        return {}
+    from umsrep import pretrained
+
+    return {"encoder_sha256": pretrained.read_card(pretrained.resolve(rep.source))["sha256"]}
