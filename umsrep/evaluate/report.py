@@ -8,6 +8,13 @@ CLASS_KEY_CLASHES = ("_ci95", "_by_group")  # no per-class key `<metric>_<class>
 # interval or a per-group mean (umsrep.evaluate.scores leaves such classes out)
 
 
+def ci_unit(column, n) -> str:
+    """``"20 patients"`` / ``"160 images"`` / ``"12 groups (study_id)"``: what a bootstrap resampled."""
+    if column is None:
+        return f"{n} images"
+    return f"{n} {column}s" if column.isalpha() else f"{n} groups ({column})"
+
+
 def _fmt(v):
     if v is None:
         return "n/a"
@@ -79,7 +86,6 @@ def _ci_note(t):
     b = t.get("test", {}).get("ci95_bootstrap")
     if not b:
         return []
-    from umsrep.evaluate.scores import ci_unit
 
     unit = ci_unit(None if b["over"] == "image" else b["over"], b["n"])
     out = ["", f"95% CIs: percentile bootstrap over {unit} (test split)"

@@ -15,7 +15,7 @@ import numpy as np
 from umsrep.derive.rules import HeadValues, decide, heads_of
 from umsrep.evaluate.metrics import classification_metrics, dice_per_image, segmentation_metrics, summarize_quality
 from umsrep.evaluate.predictions import rows
-from umsrep.evaluate.report import CLASS_KEY_CLASHES
+from umsrep.evaluate.report import CLASS_KEY_CLASHES, ci_unit
 from umsrep.evaluate.stats import bootstrap_ci, group_mean, mcnemar, paired_tests
 
 MAIN = {"segmentation": "dice", "classification": "accuracy"}
@@ -75,13 +75,6 @@ def per_image_outcome(y, pred, task_type, n_classes):
     if task_type == "classification":
         return (np.asarray(pred) == np.asarray(y)).astype(np.float64)
     return dice_per_image(y, pred, n_classes)
-
-
-def ci_unit(column, n) -> str:
-    """``"20 patients"`` / ``"160 images"`` / ``"12 groups (study_id)"``: what a bootstrap resampled."""
-    if column is None:
-        return f"{n} images"
-    return f"{n} {column}s" if column.isalpha() else f"{n} groups ({column})"
 
 
 # ------------------------------------------------------------------------------------------ scoring
