@@ -2,6 +2,7 @@
 10, 25, 50 and 100 % of the labelled training data, same epoch budget.
 
     python bench/reuse.py [--cases cxr acdc] [--fractions 0.1 0.25 0.5 1.0] [--epochs 10] [--out runs/reuse]
+                          [--save-as reuse]   # bench/results/<name>.json; each case records its command, date, encoder
     python bench/reuse.py --quick          # tiny synthetic smoke run (publishes its own tiny encoder first)
 
 Cases (real data through ``UMSREP_DATA``): ``cxr`` — lung segmentation (recipes/cxr_lung.yaml) from
@@ -23,6 +24,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -98,6 +100,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", default="runs/reuse")
     ap.add_argument("--quick", action="store_true", help="tiny synthetic smoke run")
+    ap.add_argument("--save-as", default="reuse",
+                    help="bench/results/<name>.json (cases run separately with the same name accumulate in it)")
     a = ap.parse_args()
     out = Path(a.out)
     env = None
@@ -126,14 +130,14 @@ def main():
         for r in rows.values():
             r["time_to_target_s"] = time_to(r["curve"], target)
         results[cname] = {"target_val_loss": target, "encoder": encoder_summary(case["encoder"], card),
-                          "runs": rows}
+                          "command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d %H:%M"), "runs": rows}
         print_table(cname, results[cname], a.fractions, a.arms)
     if not a.quick:  # cases run separately accumulate in one file
         from _common import RESULTS
 
-        prev = RESULTS / "reuse.json"
+        prev = RESULTS / f"{a.save_as}.json"
         merged = json.loads(prev.read_text()).get("results", {}) if prev.is_file() else {}
-        save("reuse", {"command": " ".join(sys.argv), "epochs": a.epochs, "results": {**merged, **results}})
+        save(a.save_as, {"command": " ".join(sys.argv), "epochs": a.epochs, "results": {**merged, **results}})
     return results
 
 
