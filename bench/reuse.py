@@ -76,11 +76,12 @@ def fit_metrics(raw: dict, folder: Path, env: dict | None = None) -> dict:
 
 def summarize(m: dict, task: str) -> dict:
     st = m["stages"][task]
-    hist = st["history"]
+    curve = [(h["epoch"], round(h["val_loss"], 5), round(h["time_s"], 3)) for h in st["history"]]
+    # the best loss from the same rounded curve time_to reads: the worst arm's best is the target, and it must
+    # reach its own best (read from the unrounded losses it could miss it by the rounding)
     return {"test_dice": m["tasks"][task]["test"]["dice"], "stage_time_s": st["wall_time_s"],
             "epochs": st["epochs_run"], "train_images": m["data"]["tasks"][task]["train"],
-            "best_val_loss": min(h["val_loss"] for h in hist),
-            "curve": [(h["epoch"], round(h["val_loss"], 5), round(h["time_s"], 3)) for h in hist]}
+            "best_val_loss": min(c[1] for c in curve), "curve": curve}
 
 
 def time_to(curve, target: float):

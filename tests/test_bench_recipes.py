@@ -97,3 +97,18 @@ def test_reuse_arms_build_the_cards_architecture(reuse, case):
         assert list(raw["tasks"]) == [c["task"]] and raw["tasks"][c["task"]]["epochs"] == 4
     summary = reuse.encoder_summary(c["encoder"], card)
     assert summary["image_size"] == [256, 256] and summary["architecture"]["convs_per_level"] == 2
+
+
+def test_reuse_every_arm_reaches_the_worst_arms_best_loss(reuse):
+    """The time-to-quality target is the worst arm's best validation loss: that arm reaches it at its best epoch
+    (its best must come from the same rounded curve time_to reads)."""
+    def metrics(losses):
+        hist = [{"epoch": i + 1, "val_loss": v, "time_s": 10.0} for i, v in enumerate(losses)]
+        return {"stages": {"t": {"history": hist, "wall_time_s": 10.0 * len(hist), "epochs_run": len(hist)}},
+                "tasks": {"t": {"test": {"dice": 0.5}}}, "data": {"tasks": {"t": {"train": 4}}}}
+    worst = reuse.summarize(metrics([0.9, 0.644846, 0.7]), "t")    # rounds up to 0.64485 in the curve
+    better = reuse.summarize(metrics([0.8, 0.6, 0.5]), "t")
+    target = max(worst["best_val_loss"], better["best_val_loss"])
+    assert reuse.time_to(worst["curve"], target) == 20.0
+    assert reuse.time_to(better["curve"], target) == 20.0
+    assert reuse.time_to(better["curve"], 0.1) is None
