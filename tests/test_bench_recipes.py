@@ -5,6 +5,7 @@ no TensorFlow."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from pathlib import Path
@@ -17,14 +18,18 @@ from umsrep.recipe import parse_recipe
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-@pytest.fixture(scope="module")
-def uvb():
+def _bench_module(name):
+    """A bench/ script imported as a module (bench/ on sys.path only while the fixture lives)."""
     sys.path.insert(0, str(BENCH))
     try:
-        import ums_vs_baseline
-        yield ums_vs_baseline
+        yield importlib.import_module(name)
     finally:
         sys.path.remove(str(BENCH))
+
+
+@pytest.fixture(scope="module")
+def uvb():
+    yield from _bench_module("ums_vs_baseline")
 
 
 EXPECTED = {
@@ -65,12 +70,7 @@ def test_one_vs_rest_tasks_map_every_class(uvb, data):
 
 @pytest.fixture(scope="module")
 def reuse():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import reuse
-        yield reuse
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _bench_module("reuse")
 
 
 @pytest.mark.parametrize("case", ["cxr", "acdc"])
