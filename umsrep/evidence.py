@@ -138,12 +138,13 @@ def tune_files(out: Path) -> dict:
     """A search folder of ``umsrep tune``: its ``trials.json`` (every trial's values, objective and wall time), the
     search recipe as ``recipe.yaml``, ``best_recipe.yaml``, and each finished trial's ``trials/<id>/metrics.json``
     and ``recipe.yaml`` (and the shared ``representation/`` run's, for ``stage: heads``)."""
+    from umsrep.rundir import RunDir
     from umsrep.tune import TRIALS, TUNE_RECIPE
 
     if not (out / TRIALS).is_file():
         raise RunDirError(f"{out / TRIALS}: missing (has the search finished? continue it with umsrep tune "
                           f"--resume {out})")
-    files = {TRIALS: out / TRIALS, RUN_FILES[1]: out / TUNE_RECIPE}
+    files = {TRIALS: out / TRIALS, RunDir.RECIPE: out / TUNE_RECIPE}
     if (out / "best_recipe.yaml").is_file():
         files["best_recipe.yaml"] = out / "best_recipe.yaml"
     subs = [out / "representation"]  # stage `heads`: the representation trained once for every trial
