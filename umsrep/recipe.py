@@ -106,6 +106,8 @@ class SyntheticConfig(Strict):
 
 
 Normalization = Literal["none", "image_mean", "image_zscore", "dataset_zscore"]
+# one model input and one training pipeline for all the data sets of a `data.pool`
+POOL_SHARED = {"image_size", "channels", "normalization", "lowpass_sigma", "augment", "pool"}
 
 
 class DataConfig(Strict):
@@ -133,6 +135,11 @@ class DataConfig(Strict):
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig, description="training-split augmentation: a preset (none, light, strong) "
                                                    "and/or per-transform settings (umsrep.transforms)")
+    pool: List[Dict[str, Any]] = Field(
+        default_factory=list, description="other data sets pooled with this one: each entry overrides fields of "
+                                          "this section (root, labels, split, ...), is read and split on its own "
+                                          "(so its test images are those of its own recipe), and its train / val / "
+                                          "test images join this set's; test metrics are also reported per data set")
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -147,7 +154,37 @@ class DataConfig(Strict):
     def _root_or_synthetic(self):
         if self.root is None and self.synthetic is None:
             raise ValueError("give either `root` (a data folder) or `synthetic`")
+        errors = []
+        for i, entry in enumerate(self.pool):
+            fixed = sorted(set(entry) & POOL_SHARED)
+            if fixed:
+                errors.append((("pool", i, fixed[0]), f"pooled data sets share this section's {fixed[0]} (one model "
+                                                      "input, one augmentation); set it once, outside `pool`"))
+                continue
+            try:
+                self._pooled(entry)
+            except ValidationError as e:  # named where it is: data.pool[i].<field>
+                errors += [(("pool", i, *err["loc"]), _format_error({**err, "loc": ()})) for err in e.errors()]
+        if errors:
+            raise ValidationError.from_exception_data("data", [
+                {"type": PydanticCustomError("pool", "{text}", {"text": text}), "loc": loc, "input": None}
+                for loc, text in errors[:3]])
         return self
+
+    def override(self, fields: Dict[str, Any]) -> "DataConfig":
+        """This section with ``fields`` replaced: a task's own ``data``, a ``representation.extra_data`` entry, a
+        ``pool`` entry. The pool is not inherited: an override names another data set (its own ``pool`` if any)."""
+        return DataConfig(**{**self.model_dump(exclude={"pool"}), **fields})
+
+    def _pooled(self, entry: Dict[str, Any]) -> "DataConfig":
+        # a pooled set's `split` changes the section's split field by field (seed, train_fraction, file stay shared)
+        if isinstance(entry.get("split"), dict):
+            entry = {**entry, "split": {**self.split.model_dump(exclude_defaults=True), **entry["split"]}}
+        return self.override(entry)
+
+    def parts(self) -> List["DataConfig"]:
+        """The data sets this section reads: itself (without its pool), then each pooled one."""
+        return [self.override({}), *(self._pooled(e) for e in self.pool)] if self.pool else [self]
 
 
 def _kind_field(registry, default, legacy, base):
@@ -655,13 +692,13 @@ class Recipe(Strict):
         for name, t in self.tasks.items():
             if t.data is not None:
                 try:
-                    DataConfig(**{**self.data.model_dump(), **t.data})
+                    self.data.override(t.data)
                 except ValidationError as e:
                     raise ValueError(f"tasks.{name}.data: {_first_message(e)}") from None
         for i, extra in enumerate(getattr(self.representation, "extra_data", None) or []):
             where = f"representation.extra_data[{i}]"
             try:
-                cfg = DataConfig(**{**self.data.model_dump(), **extra})
+                cfg = self.data.override(extra)
             except ValidationError as e:
                 raise ValueError(f"{where}: {_first_message(e)}") from None
             if (cfg.image_size, cfg.channels) != (self.data.image_size, self.data.channels):
@@ -750,14 +787,13 @@ class Recipe(Strict):
 
     def extra_representation_data(self) -> List[DataConfig]:
         """``representation.extra_data``: the other data sets the representation also trains on."""
-        return [DataConfig(**{**self.data.model_dump(), **d})
-                for d in getattr(self.representation, "extra_data", None) or []]
+        return [self.data.override(d) for d in getattr(self.representation, "extra_data", None) or []]
 
     def task_data(self, task: str) -> DataConfig:
         t = self.tasks[task]
         if not t.data:
             return self.data
-        return DataConfig(**{**self.data.model_dump(), **t.data})
+        return self.data.override(t.data)
 
 
 def _resolve_task_head(name: str, task: TaskConfig, encoder_kind: Optional[str]):

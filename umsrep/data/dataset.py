@@ -46,6 +46,7 @@ class LoadedData:
     skipped: list = field(default_factory=list)  # list[Skipped]
     sizes: np.ndarray | None = None  # (N, 2) original (height, width) of each image, before resizing
     mask_files: list = field(default_factory=list)  # mask path per image, None without a mask
+    origins: list = field(default_factory=list)  # pooled data (data.pool): the data set of each image, else empty
 
     def subset(self, idx) -> "LoadedData":
         """Rows ``idx`` (integer indices or a boolean mask) of every per-sample field; ``skipped`` is kept as is."""
@@ -67,6 +68,7 @@ class LoadedData:
             skipped=list(self.skipped),
             sizes=None if self.sizes is None else self.sizes[idx],
             mask_files=[self.mask_files[i] for i in rows] if self.mask_files else [],
+            origins=[self.origins[i] for i in rows] if self.origins else [],
         )
 
     def __len__(self) -> int:

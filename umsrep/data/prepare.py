@@ -66,6 +66,15 @@ def _key(cfg: DataConfig) -> str:
 
 
 def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
+    """One data set (``cfg``), read and split; with ``cfg.pool`` the pooled data sets, each read and split on its
+    own, joined split by split (:func:`pool_data`)."""
+    if cfg.pool:
+        parts = [load_source(c, seed, workdir, log) for c in cfg.parts()]
+        data, split = pool_data([p.data for p in parts], [p.split for p in parts], [p.config for p in parts])
+        log(f"pooled data: {len(data)} images from {len(parts)} data sets (" + ", ".join(
+            f"{o} {sum(1 for x in data.origins if x == o)}" for o in dict.fromkeys(data.origins)) + "); train "
+            f"{len(split['train'])}, val {len(split['val'])}, test {len(split['test'])}")
+        return Source(_key(cfg), cfg, data, split)
     root = cfg.root
     if cfg.synthetic is not None:
         s = cfg.synthetic
@@ -98,6 +107,56 @@ def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
     log(f"data {root}: {len(data)} images (train {len(split['train'])}, val {len(split['val'])}, "
         f"test {len(split['test'])}; split {how}{unit}), {len(data.skipped)} skipped")
     return Source(_key(cfg), cfg, data, split)
+
+
+def origin_names(configs: List[DataConfig]) -> List[str]:
+    """A short name per pooled data set: its folder's name (``synthetic`` for generated data), made unique by a
+    number when two folders share a name."""
+    base = [Path(c.root).name if c.root else "synthetic" for c in configs]
+    return [b if base.count(b) == 1 else f"{b}{i + 1}" for i, b in enumerate(base)]
+
+
+def pool_data(parts: List[LoadedData], splits: List[Dict[str, np.ndarray]], configs: List[DataConfig]):
+    """Join data sets read on their own into one ``(LoadedData, split)``: rows in order of ``parts``, each part's
+    split kept (so a pooled set's test images are those of its own recipe), every image tagged with its data set
+    (``origins``); group values (``group_by``) are prefixed with it so two sets' patient ids never merge.
+    DataError when two data sets have an image of the same name (names identify images in every output)."""
+    origins = origin_names(configs)
+    seen: Dict[str, str] = {}
+    for d in parts:
+        for name, f in zip(d.names, d.files):
+            if name in seen:
+                raise DataError(f"{f}: pooled data sets (data.pool) both have an image named {name!r} (the other: "
+                                f"{seen[name]}); rename one")
+            seen[name] = f
+    h, w = parts[0].images.shape[1:3]
+    has_masks = any(d.masks is not None for d in parts)
+    offsets = np.cumsum([0] + [len(d) for d in parts])
+    data = LoadedData(
+        names=[n for d in parts for n in d.names],
+        files=[f for d in parts for f in d.files],
+        images=np.concatenate([d.images for d in parts]),
+        masks=np.concatenate([d.masks if d.masks is not None else np.full((len(d), h, w), -1, np.int32)
+                              for d in parts]) if has_masks else None,
+        has_mask=np.concatenate([d.has_mask for d in parts]),
+        labels=[lab for d in parts for lab in d.labels],
+        groups=_pooled_groups(parts, configs, origins),
+        skipped=[x for d in parts for x in d.skipped],
+        sizes=None if any(d.sizes is None for d in parts) else np.concatenate([d.sizes for d in parts]),
+        mask_files=[m for d in parts for m in (d.mask_files or [None] * len(d))],
+        origins=[o for d, o in zip(parts, origins) for _ in range(len(d))],
+    )
+    split = {s: np.concatenate([sp[s] + off for sp, off in zip(splits, offsets)]).astype(np.int64) for s in SPLITS}
+    return data, split
+
+
+def _pooled_groups(parts, configs, origins) -> list:
+    """Group values of pooled data: ``<data set>/<group>``; where some sets are grouped and others not, each image
+    of an ungrouped set is its own group (its images are independent)."""
+    if not any(c.group_by for c in configs):
+        return [None] * sum(len(d) for d in parts)
+    return [f"{o}/{g if c.group_by else n}" if (g is not None or not c.group_by) else None
+            for d, c, o in zip(parts, configs, origins) for g, n in zip(d.groups, d.names)]
 
 
 def segmentation_targets(masks: np.ndarray, classes, mask_classes) -> np.ndarray:

@@ -111,6 +111,8 @@ def task_arrays(name, task, td, split, x, probs, examples=EXAMPLES) -> dict:
     if src.config.group_by:
         a[f"{name}.groups"] = np.array(["" if src.data.groups[i] is None else str(src.data.groups[i])
                                         for i in idx], dtype=str)
+    if src.data.origins:
+        a[f"{name}.origins"] = np.array([src.data.origins[i] for i in idx], dtype=str)
     if task.type == "classification":
         a[f"{name}.truth"] = np.where(has, td.targets[idx], -1).astype(np.int16)
         a[f"{name}.probs"] = np.zeros((0, len(task.classes)), np.float32) if probs is None else probs

@@ -96,6 +96,12 @@ def _ci_note(t):
         key = "dice" if t["type"] == "segmentation" else "accuracy"
         out += ["", f"Test {key} averaged per {b['over']} first (each of the {g['n']} counts once): {_fmt(g['mean'])}; "
                     f"the largest {b['over']} has {g['largest']} of the {t['test']['n']} test images."]
+    src = t["test"].get("by_source")
+    if src:
+        key = "dice" if t["type"] == "segmentation" else "accuracy"
+        out += ["", f"Test {key} per pooled data set (data.pool): " + "; ".join(
+            f"{o} {_fmt(v[key])} [{_fmt(v[key + '_ci95'][0])}, {_fmt(v[key + '_ci95'][1])}] (n = {v['n']})"
+            for o, v in src.items()) + "."]
     return out
 
 

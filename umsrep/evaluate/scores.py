@@ -102,9 +102,22 @@ def score_task(p: dict, name: str, task, seed: int = 0, group_by=None):
                            "n": ci.get("groups", ci["n"]) if groups is not None else ci["n"]}
     if groups is not None:
         m["by_group"] = group_mean(per, groups)
+    if f"{name}.origins" in p:
+        m["by_source"] = by_source(per, p[f"{name}.origins"][has], MAIN[task.type], seed, groups)
     if "predict_time_s" in p:
         m["predict_time_s"] = round(float(p["predict_time_s"]), 3)
     return m, per
+
+
+def by_source(per, origins, key: str, seed: int = 0, groups=None) -> dict:
+    """Pooled data (``data.pool``): the main metric (mean of the per-image outcome: Dice, or accuracy) of each data
+    set's images, with its bootstrap CI (over groups when the images are grouped)."""
+    out = {}
+    for o in dict.fromkeys(origins.tolist()):
+        sel = origins == o
+        ci = bootstrap_ci(per[sel], seed=seed, groups=None if groups is None else groups[sel])
+        out[o] = {"n": int(sel.sum()), key: float(np.mean(per[sel])), f"{key}_ci95": [ci["low"], ci["high"]]}
+    return out
 
 
 def score_predictions(preds: dict, recipe, log=print, outcomes=None) -> dict:
@@ -132,6 +145,8 @@ def score_predictions(preds: dict, recipe, log=print, outcomes=None) -> dict:
             b = res["test"]["ci95_bootstrap"]
             log(f"test {name}: {key} {res['test'][key]:.4f} (n={res['test']['n']}; CI over "
                 f"{ci_unit(None if b['over'] == 'image' else b['over'], b['n'])})")
+            for o, v in res["test"].get("by_source", {}).items():
+                log(f"test {name} on {o}: {key} {v[key]:.4f} (n={v['n']})")
     den = {s: p for s, p in preds.items() if "denoise.levels" in p}
     if den:
         out["tasks"]["denoise"] = score_denoising(den, log)
@@ -251,7 +266,8 @@ def approach_summary(stage_list, task_metrics):
 def _test_scalars(task: dict) -> dict:
     """A task's test metrics without per-class tables, but with the main metric of each class when a segmentation
     task has several (``dice_<class>``: ACDC's RV, myocardium, LV); with a grouping column, the main metric averaged
-    per group (``<metric>_by_group``: each patient / recording once) beside the per-image one."""
+    per group (``<metric>_by_group``: each patient / recording once) beside the per-image one; with pooled data,
+    each data set's (``<metric>_on_<data set>``)."""
     test = task.get("test", {})
     out = {k: v for k, v in test.items() if not isinstance(v, (dict, list)) or k.endswith("_ci95")}
     main = MAIN.get(task.get("type"))
@@ -264,6 +280,8 @@ def _test_scalars(task: dict) -> dict:
                 out[key] = v[main]
     if main and isinstance(test.get("by_group"), dict) and test["by_group"].get("mean") is not None:
         out[f"{main}_by_group"] = test["by_group"]["mean"]
+    for o, v in (test.get("by_source") or {}).items() if main else ():
+        out.setdefault(f"{main}_on_{o}", v[main])   # pooled data: each data set's own (seeds: mean ± SD)
     return out
 
 
