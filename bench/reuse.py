@@ -32,7 +32,7 @@ from _common import REPO, run_fit, save
 
 ARMS = ("frozen", "finetune", "random")
 CASES = {
-    "cxr": {"recipe": "cxr_lung.yaml", "task": "lung", "encoder": "cxr-cdae"},
+    "cxr": {"recipe": "cxr_lung.yaml", "task": "lung", "encoder": "cxr-cdae-128"},   # cxr_lung.yaml is at 128x128
     "acdc": {"recipe": "acdc.yaml", "task": "myocardium", "encoder": "cmr-cdae",
              "tasks": {"myocardium": {"type": "segmentation", "classes": ["myocardium"],
                                       "mask_classes": {"myocardium": [2]}}}},
