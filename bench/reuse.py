@@ -5,8 +5,8 @@
                           [--save-as reuse]   # bench/results/<name>.json; each case records its command, date, encoder
     python bench/reuse.py --quick          # tiny synthetic smoke run (publishes its own tiny encoder first)
 
-Cases (real data through ``UMSREP_DATA``): ``cxr`` — lung segmentation (recipes/cxr_lung.yaml) from
-``cxr-cdae``; ``acdc`` — myocardium segmentation (recipes/acdc.yaml, patient split) from ``cmr-cdae``. Each run
+Cases (real data through ``UMSREP_DATA``): ``cxr`` — lung segmentation (recipes/cxr_lung.yaml, 128²) from
+``cxr-cdae-128``; ``acdc`` — myocardium segmentation (recipes/acdc.yaml, patient split) from ``cmr-cdae``. Each run
 is a plain ``umsrep fit`` of one recipe, written as ``<out>/<case>/<run name>/recipe.yaml`` and run in ``run/``
 beside it (``representation`` set per arm, strategy independent, early stopping off so every arm gets the same
 epochs; ``data.split.train_fraction`` picks the labelled fraction, val and test unchanged). Arms: ``frozen``

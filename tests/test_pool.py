@@ -58,7 +58,8 @@ def test_pooled_sets_keep_their_own_splits(two_sets, tmp_path):
     assert rep.data.origins == ["first"] * len(alone_a.data) + ["second"] * len(alone_b.data)
     for s in ("train", "val", "test"):  # each set's split is the split of its own recipe, not a re-split of all
         assert rep.names(s) == alone_a.names(s) + alone_b.names(s)
-        assert set(tasks["lesion"].index[s]) <= set(rep.split[s])
+    assert rep.pooled_counts()["second"] == {"root": str(b), "images": len(alone_b.data),
+                                             **{s: len(alone_b.split[s]) for s in ("train", "val", "test")}}
     # group values carry the data set, so patient 'p001' of one set is not patient 'p001' of the other
     assert all(g.startswith(("first/", "second/")) for g in rep.data.groups)
     np.testing.assert_array_equal(rep.data.images[len(alone_a.data):], alone_b.data.images)
@@ -71,6 +72,9 @@ def test_pool_refuses_shared_names_fields_and_is_not_inherited(two_sets, tmp_pat
     for entry, field in (({"root": str(b), "image_size": 64}, r"data\.pool\[0\]\.image_size: pooled data sets "
                                                                r"share"),
                          ({"root": str(b), "augment": "strong"}, r"pool\[0\]\.augment"),
+                         ({"root": str(b), "resize": "letterbox"}, r"pool\[0\]\.resize"),
+                         ({"root": str(b), "split": {"folds": 3}}, r"pool\[0\]\.split\.folds: pooled data sets"),
+                         ({"root": str(b), "pool": []}, r"pool\[0\]\.pool: pools do not nest"),
                          ({"root": str(b), "split": {"test": 1.5}}, r"data\.pool\[0\]\.split\.test: a fraction"),
                          ({"roots": str(b)}, r"data\.pool\[0\]\.roots: unknown field")):
         p = tmp_path / "r.yaml"
@@ -131,6 +135,16 @@ def test_fit_on_pooled_data_reports_each_set(two_sets, tmp_path):
     assert set(src) == {"first", "second"} and sum(v["n"] for v in src.values()) == test["n"]
     weighted = sum(v["dice"] * v["n"] for v in src.values()) / test["n"]
     assert weighted == pytest.approx(test["dice"], abs=1e-6)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    pool = next(iter(metrics["data"]["sources"].values()))["pool"]
+    assert {o: v["test"] for o, v in pool.items()} == {o: v["n"] for o, v in src.items()}
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "pooled (data.pool):" in report and str(b) in report and "per pooled data set" in report
+    # a card published from a pooled run names every data set the encoder saw
+    from umsrep import pretrained
+
+    card = pretrained.publish(tmp_path / "run", "pooled-test", dest=tmp_path / "reg")
+    assert yaml.safe_load((card / "card.yaml").read_text())["training"]["also"] == [str(b)]
     # the run's split.csv, given back as data.split.file, reproduces the pooled split
     raw["data"]["split"] = {"file": str(tmp_path / "run" / "split.csv")}
     again, _, _ = prepare(parse_recipe(raw), tmp_path, **QUIET)
@@ -138,3 +152,36 @@ def test_fit_on_pooled_data_reports_each_set(two_sets, tmp_path):
     key = next(iter(splits["sources"]))
     for s in ("train", "val", "test"):
         assert again.names(s) == splits["sources"][key][s]
+
+
+def test_pool_names_groups_paths_and_what_it_does_not_combine(two_sets, tmp_path, monkeypatch):
+    import yaml
+
+    from umsrep.data.prepare import _pooled_groups, origin_names
+    from umsrep.recipe import DataConfig
+
+    assert origin_names([DataConfig(root=r) for r in ("/x/data", "/y/data", "/z/data1")]) == ["data", "data2", "data1"]
+    assert len(set(origin_names([DataConfig(root=r) for r in ("/a/d", "/b/d", "/c/d2", "/e/d")]))) == 4
+    # the section ungrouped, a pooled set grouped: its groups are used, the other set's images are each their own
+    a, b = two_sets
+    r = parse_recipe(_raw(a, [{"root": str(b), "group_by": "patient"}], group_by=None))
+    assert r.data.grouped_by == "patient"
+    rep, _, _ = prepare(r, tmp_path, **QUIET)
+    n_a = sum(1 for o in rep.data.origins if o == "first")
+    assert rep.data.groups[:n_a] == [f"first/{n}" for n in rep.data.names[:n_a]]
+    assert all(g.startswith("second/p") for g in rep.data.groups[n_a:])
+    assert _pooled_groups([rep.data], [DataConfig(root="/x")], ["x"]) == [None] * len(rep.data)
+    # a relative pooled root is found next to the recipe file, as the section's own root is
+    raw = _raw("first", [{"root": "second"}])
+    (a.parent / "rel.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    resolved = load_recipe(a.parent / "rel.yaml")
+    from umsrep.recipe import resolve_paths
+
+    resolved = resolve_paths(resolved, a.parent)
+    assert [c.root for c in resolved.data.parts()] == [str(a.parent / "first"), str(a.parent / "second")]
+    # per-patient classifiers read one labels table: refused with a pool
+    raw = _raw(a, [{"root": str(b)}])
+    raw["patient"] = {"group_by": "patient", "areas": {"lesion": ["lesion"]}, "targets": {"dx": {"column": "label"}}}
+    with pytest.raises(Exception, match="patient: per-patient classifiers are not combined with data.pool"):
+        parse_recipe(raw)

@@ -192,8 +192,8 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
         "architecture": architecture_of(rep),
         "training": {"how": rep.training, "task": stage.get("task"),
                      "data": _data_name(recipe.data.root), "images": _images(metrics),
-                     **({"also": [_data_name(d.root) for d in recipe.extra_representation_data()]}
-                        if recipe.extra_representation_data() else {}),
+                     **({"also": also} if (also := [_data_name(d.root) for d in [
+                         *recipe.data.parts()[1:], *recipe.extra_representation_data()]]) else {}),
                      "license": _source_license(recipe.data.root),
                      "recipe": recipe.name, "epochs_run": stage.get("epochs_run"),
                      "best_epoch": stage.get("best_epoch"), "wall_time_s": stage.get("wall_time_s")},

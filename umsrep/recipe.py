@@ -107,7 +107,9 @@ class SyntheticConfig(Strict):
 
 Normalization = Literal["none", "image_mean", "image_zscore", "dataset_zscore"]
 # one model input and one training pipeline for all the data sets of a `data.pool`
-POOL_SHARED = {"image_size", "channels", "normalization", "lowpass_sigma", "augment", "pool"}
+# (resize too: the model records one rule, which predict and the measurements map outputs back with)
+POOL_SHARED = {"image_size", "channels", "normalization", "lowpass_sigma", "resize", "augment"}
+POOL_SPLIT_SHARED = {"folds", "fold"}   # one cross-validation for all pooled sets
 
 
 class DataConfig(Strict):
@@ -156,10 +158,17 @@ class DataConfig(Strict):
             raise ValueError("give either `root` (a data folder) or `synthetic`")
         errors = []
         for i, entry in enumerate(self.pool):
+            if "pool" in entry:
+                errors.append((("pool", i, "pool"), "pools do not nest: list every data set in this section's pool"))
+                continue
             fixed = sorted(set(entry) & POOL_SHARED)
-            if fixed:
-                errors.append((("pool", i, fixed[0]), f"pooled data sets share this section's {fixed[0]} (one model "
-                                                      "input, one augmentation); set it once, outside `pool`"))
+            split = entry.get("split")
+            folds = sorted(set(split) & POOL_SPLIT_SHARED) if isinstance(split, dict) else []
+            if fixed or folds:
+                where = ("pool", i, fixed[0]) if fixed else ("pool", i, "split", folds[0])
+                errors.append((where, f"pooled data sets share this section's {'.'.join(map(str, where[2:]))} (one "
+                                      "model input, one training pipeline, one cross-validation); set it once, "
+                                      "outside `pool`"))
                 continue
             try:
                 self._pooled(entry)
@@ -181,6 +190,12 @@ class DataConfig(Strict):
         if isinstance(entry.get("split"), dict):
             entry = {**entry, "split": {**self.split.model_dump(exclude_defaults=True), **entry["split"]}}
         return self.override(entry)
+
+    @property
+    def grouped_by(self) -> Optional[str]:
+        """The column images are grouped by (patient, recording): ``group_by``, or with a pool the first pooled set's
+        that has one (pooled group ids are ``<set>/<id>``, an ungrouped set's images each a group of their own)."""
+        return self.group_by or next((e["group_by"] for e in self.pool if e.get("group_by")), None)
 
     def parts(self) -> List["DataConfig"]:
         """The data sets this section reads: itself (without its pool), then each pooled one."""
@@ -680,6 +695,9 @@ class Recipe(Strict):
         self.derive_measurements()
         if self.patient is not None:
             self.patient.feature_specs(self.tasks)
+            if self.data.pool:   # patient ids of two sets could merge; the features read one labels table
+                raise ValueError("patient: per-patient classifiers are not combined with data.pool (pooled sets' "
+                                 "patient ids are not one table); train them on one data set")
         if self.seeds is not None:
             if len(set(self.seeds)) != len(self.seeds):
                 raise ValueError(f"seeds: each seed once, got {self.seeds}")
@@ -945,13 +963,22 @@ def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     """Make relative data roots and split files relative to ``base`` (the folder the recipe file is in, or the
     CWD)."""
     r = recipe.model_copy(deep=True)
-    if r.data.root is not None and not os.path.isabs(r.data.root):
-        candidate = (Path.cwd() / r.data.root)
-        r.data.root = str(candidate if candidate.exists() else (base / r.data.root))
-    if r.data.split.file is not None and not os.path.isabs(r.data.split.file):
-        candidate = (Path.cwd() / r.data.split.file)
-        r.data.split.file = str(candidate if candidate.exists() else (base / r.data.split.file))
+    r.data.root = _resolved(r.data.root, base)
+    r.data.split.file = _resolved(r.data.split.file, base)
+    if r.data.pool:   # pooled sets' roots and split files, as the section's
+        r.data.pool = [{**e, **{k: _resolved(v, base) for k, v in e.items() if k == "root"},
+                        **({"split": {**e["split"], "file": _resolved(e["split"]["file"], base)}}
+                           if isinstance(e.get("split"), dict) and e["split"].get("file") else {})}
+                       for e in r.data.pool]
     return r
+
+
+def _resolved(path, base: Path):
+    """A relative path as given when it exists from the CWD, else relative to ``base``."""
+    if path is None or os.path.isabs(str(path)):
+        return path
+    candidate = Path.cwd() / str(path)
+    return str(candidate if candidate.exists() else (base / str(path)))
 
 
 # fields that may differ between two runs of one recipe: its name, where and how it runs, not what it trains

@@ -36,6 +36,15 @@ class Source:
     def names(self, which):
         return [self.data.names[i] for i in self.split[which]]
 
+    def pooled_counts(self) -> Dict[str, dict]:
+        """Pooled data (``data.pool``): per data set its root and image counts per split; empty otherwise."""
+        if not self.data.origins:
+            return {}
+        origins = np.asarray(self.data.origins)
+        roots = dict(zip(origin_names(self.config.parts()), (c.root or "synthetic" for c in self.config.parts())))
+        return {o: {"root": roots[o], "images": int((origins == o).sum()),
+                    **{s: int((origins[self.split[s]] == o).sum()) for s in SPLITS}} for o in roots}
+
     def representation_images(self, which) -> np.ndarray:
         """The images of split ``which`` the representation trains on: this source's, then each ``also`` one's."""
         return np.concatenate([s.data.images[s.split[which]] for s in [self, *self.also]])
@@ -113,7 +122,14 @@ def origin_names(configs: List[DataConfig]) -> List[str]:
     """A short name per pooled data set: its folder's name (``synthetic`` for generated data), made unique by a
     number when two folders share a name."""
     base = [Path(c.root).name if c.root else "synthetic" for c in configs]
-    return [b if base.count(b) == 1 else f"{b}{i + 1}" for i, b in enumerate(base)]
+    out: List[str] = []
+    for b in base:
+        name, k = b, 1
+        while name in out or (name != b and name in base):   # 'data', 'data' next to 'data1': data, data2, data1
+            k += 1
+            name = f"{b}{k}"
+        out.append(name)
+    return out
 
 
 def pool_data(parts: List[LoadedData], splits: List[Dict[str, np.ndarray]], configs: List[DataConfig]):

@@ -108,7 +108,7 @@ def task_arrays(name, task, td, split, x, probs, examples=EXAMPLES) -> dict:
     a = {f"{name}.names": np.array([src.data.names[i] for i in idx], dtype=str),
          f"{name}.files": np.array([src.data.files[i] for i in idx], dtype=str),
          f"{name}.source": np.array(src.key), f"{name}.has_truth": has}
-    if src.config.group_by:
+    if src.config.grouped_by:
         a[f"{name}.groups"] = np.array(["" if src.data.groups[i] is None else str(src.data.groups[i])
                                         for i in idx], dtype=str)
     if src.data.origins:

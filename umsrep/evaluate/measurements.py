@@ -35,11 +35,12 @@ def _predictor(model, name, batch_size):
 def _table(source):
     from umsrep.derive.patient import read_table
 
-    cfg = source.config
-    if not cfg.labels or cfg.root is None:
-        return None
-    path = Path(cfg.root) / cfg.labels
-    return read_table(path) if path.is_file() else None
+    table = None
+    for cfg in source.config.parts():   # pooled sets: each its own labels CSV (image names differ between sets)
+        path = Path(cfg.root) / cfg.labels if cfg.labels and cfg.root is not None else None
+        if path is not None and path.is_file():
+            table = {**(table or {}), **read_table(path)}
+    return table
 
 
 class _Labels:
@@ -128,7 +129,7 @@ def evaluate_measurements(model, recipe, tasks, splits=EVAL_SPLITS, batch_size=1
                                              for t, v in maps.items()} for maps in (pred_maps, true_maps))
                 mp = measure_images({name: spec}, pred_maps, sizes, spacing)
                 mt = measure_images({name: spec}, true_maps, sizes, spacing)
-                groups = [src.data.groups[i] for i in rows] if src.config.group_by else None
+                groups = [src.data.groups[i] for i in rows] if src.config.grouped_by else None
                 res = {"px" if unit == "px" else "deg": agreement(mp.values[name], mt.values[name], unit, recipe.seed,
                                                                   groups)}
                 if unit == "px" and spacing is not None:

@@ -8,7 +8,8 @@ float16. Keys are ``<task>.<field>``; the rows of a task are every image of the 
 (labelled or not), in split order:
 
 - ``<task>.names`` / ``.files`` (str): file stem and path; ``<task>.groups`` (str, the ``group_by`` value, "" for
-  none; only when the data set is grouped); ``<task>.source`` (the data set's key); ``<task>.has_truth`` (bool)
+  none; only when the data set is grouped); ``<task>.source`` (the data set's key); ``<task>.has_truth`` (bool);
+  ``<task>.origins`` (str, pooled data only: the data set of each image, ``data.pool``)
 - classification: ``<task>.probs`` float32 (n, K) and ``<task>.truth`` int16 class ids (-1: no label)
 - segmentation: ``<task>.labels`` uint8 label maps after the task's post-processing, ``<task>.labels_raw`` without
   it (only when the task has one), ``<task>.truth`` uint8 (0 where no mask). Maps of different sizes (``umsrep

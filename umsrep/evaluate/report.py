@@ -48,8 +48,11 @@ def render_markdown(m: dict) -> str:
     data = m.get("data", {})
     out += ["## Data", ""]
     out.append(_table(["data set", "root", "images", "train", "val", "test", "skipped files"],
-                      [[k, s["root"], s["images"], s["train"], s["val"], s["test"], len(s["skipped"])]
-                       for k, s in data.get("sources", {}).items()]))
+                      [row for k, s in data.get("sources", {}).items() for row in (
+                          [[k, s["root"] if not s.get("pool") else "pooled (data.pool):", s["images"], s["train"],
+                            s["val"], s["test"], len(s["skipped"])]]
+                          + [[f"{k} / {o}", v["root"], v["images"], v["train"], v["val"], v["test"], ""]
+                             for o, v in (s.get("pool") or {}).items()])]))
     out += ["", _table(["task", "train", "val", "test", "skipped", "left out by label_map"],
                        [[n, t["train"], t["val"], t["test"], len(t["skipped"]),
                          ", ".join(f"{k}: {v}" for k, v in t.get("excluded_by_label_map", {}).items()) or "-"]

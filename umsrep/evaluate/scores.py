@@ -128,7 +128,7 @@ def score_predictions(preds: dict, recipe, log=print, outcomes=None) -> dict:
     for name, t in recipe.tasks.items():
         if not any(np.any(p.get(f"{name}.has_truth", False)) for p in preds.values()):
             continue  # no labelled image of this task (another data set without its masks or labels)
-        group_by = recipe.task_data(name).group_by
+        group_by = recipe.task_data(name).grouped_by
         res = {}
         for split, p in preds.items():
             if f"{name}.has_truth" not in p:

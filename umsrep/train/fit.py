@@ -244,7 +244,9 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     rep = recipe.representation
     rep_source, tasks, sources = prepare(recipe, run.path, log)
     run.write_json(RunDir.SPLITS, {
-        "sources": {k: {"root": s.config.root or "synthetic", **{sp: s.names(sp) for sp in SPLITS},
+        "sources": {k: {"root": s.config.root or "synthetic",
+                        **({"pool": [c.root or "synthetic" for c in s.config.parts()[1:]]} if s.config.pool else {}),
+                        **{sp: s.names(sp) for sp in SPLITS},
                         "skipped": [vars(x) for x in s.data.skipped]} for k, s in sources.items()},
         "tasks": {n: td.source.key for n, td in tasks.items()}})
     write_split_file(run / RunDir.SPLIT_FILE, rep_source.data.files, rep_source.split)  # data.split.file reuses it
@@ -325,6 +327,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     metrics["data"] = {
         "sources": {k: {"root": s.config.root or "synthetic", "images": len(s.data),
                         **{sp: int(len(s.split[sp])) for sp in SPLITS},
+                        **({"pool": s.pooled_counts()} if s.config.pool else {}),
                         "skipped": [vars(x) for x in s.data.skipped]} for k, s in sources.items()},
         "tasks": {n: {"source": td.source.key, **td.counts(), "skipped": [vars(x) for x in td.skipped],
                       **({"excluded_by_label_map": td.excluded} if td.excluded else {})}
