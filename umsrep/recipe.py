@@ -966,11 +966,18 @@ def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     r.data.root = _resolved(r.data.root, base)
     r.data.split.file = _resolved(r.data.split.file, base)
     if r.data.pool:   # pooled sets' roots and split files, as the section's
-        r.data.pool = [{**e, **{k: _resolved(v, base) for k, v in e.items() if k == "root"},
-                        **({"split": {**e["split"], "file": _resolved(e["split"]["file"], base)}}
-                           if isinstance(e.get("split"), dict) and e["split"].get("file") else {})}
-                       for e in r.data.pool]
+        r.data.pool = [_resolved_entry(e, base) for e in r.data.pool]
     return r
+
+
+def _resolved_entry(entry: dict, base: Path) -> dict:
+    """A ``data.pool`` entry with its ``root`` and ``split.file`` resolved like the section's."""
+    out = dict(entry)
+    if "root" in out:
+        out["root"] = _resolved(out["root"], base)
+    if isinstance(out.get("split"), dict) and out["split"].get("file"):
+        out["split"] = {**out["split"], "file": _resolved(out["split"]["file"], base)}
+    return out
 
 
 def _resolved(path, base: Path):

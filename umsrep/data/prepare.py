@@ -41,7 +41,8 @@ class Source:
         if not self.data.origins:
             return {}
         origins = np.asarray(self.data.origins)
-        roots = dict(zip(origin_names(self.config.parts()), (c.root or "synthetic" for c in self.config.parts())))
+        parts = self.config.parts()
+        roots = dict(zip(origin_names(parts), (c.root or "synthetic" for c in parts)))
         return {o: {"root": roots[o], "images": int((origins == o).sum()),
                     **{s: int((origins[self.split[s]] == o).sum()) for s in SPLITS}} for o in roots}
 
@@ -79,11 +80,12 @@ def load_source(cfg: DataConfig, seed: int, workdir: Path, log=print) -> Source:
     own, joined split by split (:func:`pool_data`)."""
     if cfg.pool:
         parts = [load_source(c, seed, workdir, log) for c in cfg.parts()]
-        data, split = pool_data([p.data for p in parts], [p.split for p in parts], [p.config for p in parts])
-        log(f"pooled data: {len(data)} images from {len(parts)} data sets (" + ", ".join(
-            f"{o} {sum(1 for x in data.origins if x == o)}" for o in dict.fromkeys(data.origins)) + "); train "
-            f"{len(split['train'])}, val {len(split['val'])}, test {len(split['test'])}")
-        return Source(_key(cfg), cfg, data, split)
+        src = Source(_key(cfg), cfg, *pool_data([p.data for p in parts], [p.split for p in parts],
+                                                [p.config for p in parts]))
+        log(f"pooled data: {len(src.data)} images from {len(parts)} data sets (" + ", ".join(
+            f"{o} {v['images']}" for o, v in src.pooled_counts().items()) + "); train "
+            f"{len(src.split['train'])}, val {len(src.split['val'])}, test {len(src.split['test'])}")
+        return src
     root = cfg.root
     if cfg.synthetic is not None:
         s = cfg.synthetic

@@ -47,12 +47,13 @@ def render_markdown(m: dict) -> str:
 
     data = m.get("data", {})
     out += ["## Data", ""]
-    out.append(_table(["data set", "root", "images", "train", "val", "test", "skipped files"],
-                      [row for k, s in data.get("sources", {}).items() for row in (
-                          [[k, s["root"] if not s.get("pool") else "pooled (data.pool):", s["images"], s["train"],
-                            s["val"], s["test"], len(s["skipped"])]]
-                          + [[f"{k} / {o}", v["root"], v["images"], v["train"], v["val"], v["test"], ""]
-                             for o, v in (s.get("pool") or {}).items()])]))
+    rows = []
+    for k, s in data.get("sources", {}).items():
+        pool = s.get("pool") or {}   # data.pool: the joined set, then a row per pooled data set
+        rows.append([k, "pooled (data.pool):" if pool else s["root"], s["images"], s["train"], s["val"], s["test"],
+                     len(s["skipped"])])
+        rows += [[f"{k} / {o}", v["root"], v["images"], v["train"], v["val"], v["test"], ""] for o, v in pool.items()]
+    out.append(_table(["data set", "root", "images", "train", "val", "test", "skipped files"], rows))
     out += ["", _table(["task", "train", "val", "test", "skipped", "left out by label_map"],
                        [[n, t["train"], t["val"], t["test"], len(t["skipped"]),
                          ", ".join(f"{k}: {v}" for k, v in t.get("excluded_by_label_map", {}).items()) or "-"]
@@ -94,14 +95,13 @@ def _ci_note(t):
     out = ["", f"95% CIs: percentile bootstrap over {unit} (test split)"
            + ("; whole groups are resampled, so images of one group do not count as independent." if b["over"]
               != "image" else ".")]
+    key = "dice" if t["type"] == "segmentation" else "accuracy"
     g = t["test"].get("by_group")
     if g:
-        key = "dice" if t["type"] == "segmentation" else "accuracy"
         out += ["", f"Test {key} averaged per {b['over']} first (each of the {g['n']} counts once): {_fmt(g['mean'])}; "
                     f"the largest {b['over']} has {g['largest']} of the {t['test']['n']} test images."]
     src = t["test"].get("by_source")
     if src:
-        key = "dice" if t["type"] == "segmentation" else "accuracy"
         out += ["", f"Test {key} per pooled data set (data.pool): " + "; ".join(
             f"{o} {_fmt(v[key])} [{_fmt(v[key + '_ci95'][0])}, {_fmt(v[key + '_ci95'][1])}] (n = {v['n']})"
             for o, v in src.items()) + "."]
