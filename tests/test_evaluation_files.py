@@ -71,6 +71,29 @@ def test_per_patient_mean_counts_each_patient_once(tiny_run):
     assert f"{g['mean']:.4f}" in (tiny_run / "report.md").read_text()
 
 
+def test_pooled_dice_scores_each_patient_as_one_volume(tiny_run):
+    """by_group.dice_pooled: each patient's pixels summed over its images, one Dice per patient, then the mean (by
+    hand from the saved maps); reported in report.md and carried into the run's summary scalars."""
+    from umsrep.evaluate.predictions import read_folder
+    from umsrep.evaluate.scores import _test_scalars
+
+    m = json.loads((tiny_run / "metrics.json").read_text())
+    test = read_folder(tiny_run / "predictions" / "independent", ["test"])["test"]
+    has = np.asarray(test["lesion.has_truth"], bool)
+    sums = {}
+    for t, p, g in zip(test["lesion.truth"][has], test["lesion.labels"][has], test["lesion.groups"][has]):
+        t, p = t == 1, p == 1
+        s = sums.setdefault(str(g), np.zeros(2))
+        s += [2 * (t & p).sum(), t.sum() + p.sum()]
+    by_hand = np.mean([1.0 if s[1] == 0 else s[0] / s[1] for s in sums.values()])
+    g = m["tasks"]["lesion"]["test"]["by_group"]
+    assert g["dice_pooled"] == pytest.approx(by_hand, abs=1e-6)
+    assert g["dice_pooled_ci95"][0] <= g["dice_pooled"] <= g["dice_pooled_ci95"][1]
+    assert "pixels pooled" in (tiny_run / "report.md").read_text()
+    assert _test_scalars(m["tasks"]["lesion"])["dice_pooled_by_group"] == g["dice_pooled"]
+    assert "dice_pooled" not in m["tasks"]["diagnosis"]["test"]["by_group"]   # a segmentation's only
+
+
 def test_no_evaluate_module_imports_train():
     for path in sorted((REPO_ROOT / "umsrep" / "evaluate").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

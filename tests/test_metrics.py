@@ -275,6 +275,31 @@ def test_segmentation_class_confusion_counts_for_both():
     assert r["pixel_accuracy"] == pytest.approx(15 / 16)
 
 
+def test_dice_pooled_per_group_hand_example():
+    """Two patients, two classes: a patient's pixels are summed over its images before the Dice (a small slice
+    where a structure is missed costs its pixels, not a whole image's 0); absent in both -> 1.0."""
+    t = np.zeros((3, 4, 4), int)
+    p = np.zeros((3, 4, 4), int)
+    t[0, :2, :] = p[0, :2, :] = 1               # patient a, image 0: class 1, 8 px, all found
+    t[1, 0, 0] = 1                              # patient a, image 1: class 1, 1 px, missed (per-image Dice 0)
+    t[1, 3, :] = 2                              # class 2: 4 true px, 2 predicted, both right
+    p[1, 3, :2] = 2
+    t[2, :, 0] = 2                              # patient b: class 2, 4 true, 8 predicted, 4 shared; no class 1
+    p[2, :, :2] = 2
+    d = M.dice_pooled_per_group(t, p, 2, ["a", "a", "b"])
+    assert d.shape == (2, 2)
+    assert d[0, 0] == pytest.approx(2 * 8 / (9 + 8))     # pooled over a's two images
+    assert d[0, 1] == pytest.approx(2 * 2 / (4 + 2))
+    assert d[1, 0] == 1.0                                # class 1 absent from b in truth and prediction
+    assert d[1, 1] == pytest.approx(2 * 4 / (4 + 8))
+    # one image per group: the per-image Dice
+    per_image = M.segmentation_metrics(t, p, ["x", "y"])
+    single = M.dice_pooled_per_group(t, p, 2, ["a", "b", "c"])
+    assert single.mean() == pytest.approx(per_image["dice"])
+    with pytest.raises(ValueError, match="groups has 2 entries for 3 images"):
+        M.dice_pooled_per_group(t, p, 2, ["a", "b"])
+
+
 def test_segmentation_validation():
     a = np.zeros((2, 4, 4), dtype=int)
     with pytest.raises(ValueError, match="same shape"):

@@ -100,6 +100,13 @@ def _ci_note(t):
     if g:
         out += ["", f"Test {key} averaged per {b['over']} first (each of the {g['n']} counts once): {_fmt(g['mean'])}; "
                     f"the largest {b['over']} has {g['largest']} of the {t['test']['n']} test images."]
+        if g.get("dice_pooled") is not None:
+            lo, hi = g["dice_pooled_ci95"]
+            per_class = g.get("dice_pooled_per_class") or {}
+            out += ["", f"Test Dice with each {b['over']}'s pixels pooled (its images scored as one volume): "
+                        f"{_fmt(g['dice_pooled'])} [{_fmt(lo)}, {_fmt(hi)}]"
+                        + (" (" + ", ".join(f"{c} {_fmt(v)}" for c, v in per_class.items()) + ")"
+                           if len(per_class) > 1 else "") + "."]
     src = t["test"].get("by_source")
     if src:
         out += ["", f"Test {key} per pooled data set (data.pool): " + "; ".join(

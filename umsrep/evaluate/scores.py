@@ -13,7 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from umsrep.derive.rules import HeadValues, decide, heads_of
-from umsrep.evaluate.metrics import classification_metrics, dice_per_image, segmentation_metrics, summarize_quality
+from umsrep.evaluate.metrics import (
+    classification_metrics,
+    dice_per_image,
+    dice_pooled_per_group,
+    segmentation_metrics,
+    summarize_quality,
+)
 from umsrep.evaluate.predictions import rows
 from umsrep.evaluate.report import CLASS_KEY_CLASHES, ci_unit
 from umsrep.evaluate.stats import bootstrap_ci, group_mean, mcnemar, paired_tests
@@ -102,11 +108,23 @@ def score_task(p: dict, name: str, task, seed: int = 0, group_by=None):
                            "n": ci.get("groups", ci["n"]) if groups is not None else ci["n"]}
     if groups is not None:
         m["by_group"] = group_mean(per, groups)
+        if task.type == "segmentation":
+            m["by_group"].update(pooled_by_group(y, pred, task.classes, groups, seed))
     if f"{name}.origins" in p:
         m["by_source"] = by_source(per, p[f"{name}.origins"][has], MAIN[task.type], seed, groups)
     if "predict_time_s" in p:
         m["predict_time_s"] = round(float(p["predict_time_s"]), 3)
     return m, per
+
+
+def pooled_by_group(y, pred, classes, groups, seed: int = 0) -> dict:
+    """A grouped segmentation's Dice with each group's pixels pooled (``dice_pooled``: the mean over groups of the
+    mean over classes; its bootstrap CI over groups; ``dice_pooled_per_class``): slices of a patient scored as
+    one volume, the way volume-based benchmarks (ACDC) report Dice."""
+    d = dice_pooled_per_group(y, pred, len(classes), groups)
+    ci = bootstrap_ci(d.mean(axis=1), seed=seed)
+    return {"dice_pooled": float(d.mean()), "dice_pooled_ci95": [ci["low"], ci["high"]],
+            "dice_pooled_per_class": {str(c): float(d[:, j].mean()) for j, c in enumerate(classes)}}
 
 
 def by_source(per, origins, key: str, seed: int = 0, groups=None) -> dict:
@@ -266,8 +284,9 @@ def approach_summary(stage_list, task_metrics):
 def _test_scalars(task: dict) -> dict:
     """A task's test metrics without per-class tables, but with the main metric of each class when a segmentation
     task has several (``dice_<class>``: ACDC's RV, myocardium, LV); with a grouping column, the main metric averaged
-    per group (``<metric>_by_group``: each patient / recording once) beside the per-image one; with pooled data,
-    each data set's (``<metric>_on_<data set>``)."""
+    per group (``<metric>_by_group``: each patient / recording once) beside the per-image one, and for a
+    segmentation the Dice with each group's pixels pooled (``dice_pooled_by_group``, per class
+    ``dice_<class>_pooled_by_group``); with pooled data, each data set's (``<metric>_on_<data set>``)."""
     test = task.get("test", {})
     out = {k: v for k, v in test.items() if not isinstance(v, (dict, list)) or k.endswith("_ci95")}
     main = MAIN.get(task.get("type"))
@@ -278,8 +297,13 @@ def _test_scalars(task: dict) -> dict:
             if key not in test and not key.endswith(CLASS_KEY_CLASHES) and isinstance(v, dict) \
                     and isinstance(v.get(main), (int, float)):
                 out[key] = v[main]
-    if main and isinstance(test.get("by_group"), dict) and test["by_group"].get("mean") is not None:
-        out[f"{main}_by_group"] = test["by_group"]["mean"]
+    by_group = test.get("by_group") if isinstance(test.get("by_group"), dict) else {}
+    if main and by_group.get("mean") is not None:
+        out[f"{main}_by_group"] = by_group["mean"]
+    if by_group.get("dice_pooled") is not None:   # each group's pixels pooled (per volume); and per class
+        out["dice_pooled_by_group"] = by_group["dice_pooled"]
+        if len(by_group.get("dice_pooled_per_class") or {}) > 1:
+            out.update({f"dice_{c}_pooled_by_group": v for c, v in by_group["dice_pooled_per_class"].items()})
     for o, v in (test.get("by_source") or {}).items() if main else ():
         out.setdefault(f"{main}_on_{o}", v[main])   # pooled data: each data set's own (seeds: mean ± SD)
     return out
