@@ -98,6 +98,24 @@ def test_task_data_override_validated():
     assert r.task_data("dx").root == "/other" and r.task_data("lesion").root == "/data/x"
 
 
+def test_relative_roots_resolve_next_to_the_recipe(tmp_path, monkeypatch):
+    """Every data root a recipe names (the section's, a task's own, a representation's extra data set) is found next
+    to the recipe file when it does not exist from the working directory; absolute roots stay as they are."""
+    from umsrep.recipe import resolve_paths
+
+    raw = _with("data.root", "busi")
+    raw["tasks"]["dx"]["data"] = {"root": "muscle", "split": {"file": "split.csv"}}
+    raw["representation"] = {"kind": "denoising_autoencoder", "extra_data": [{"root": "extra"}, {"root": "/abs/x"}]}
+    monkeypatch.chdir(tmp_path)
+    r = resolve_paths(parse_recipe(raw), tmp_path / "recipes")
+    assert r.data.root == str(tmp_path / "recipes" / "busi")
+    assert r.task_data("dx").root == str(tmp_path / "recipes" / "muscle")
+    assert r.task_data("dx").split.file == str(tmp_path / "recipes" / "split.csv")
+    assert [d.root for d in r.extra_representation_data()] == [str(tmp_path / "recipes" / "extra"), "/abs/x"]
+    (tmp_path / "muscle").mkdir()   # found from the working directory: taken from there, as the section's root is
+    assert resolve_paths(parse_recipe(raw), tmp_path / "recipes").task_data("dx").root == str(tmp_path / "muscle")
+
+
 def test_env_expansion(monkeypatch):
     monkeypatch.setenv("MYDATA", "/mnt/d")
     r = parse_recipe(_with("data.root", "${MYDATA}/busi"))

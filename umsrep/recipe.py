@@ -961,17 +961,24 @@ def load_recipe(path, overrides: Optional[List[str]] = None) -> Recipe:
 
 def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     """Make relative data roots and split files relative to ``base`` (the folder the recipe file is in, or the
-    CWD)."""
+    CWD): the ``data`` section's, its pooled sets', each task's own ``data`` and each ``representation.extra_data``
+    entry's."""
     r = recipe.model_copy(deep=True)
     r.data.root = _resolved(r.data.root, base)
     r.data.split.file = _resolved(r.data.split.file, base)
     if r.data.pool:   # pooled sets' roots and split files, as the section's
         r.data.pool = [_resolved_entry(e, base) for e in r.data.pool]
+    for task in r.tasks.values():
+        if task.data:
+            task.data = _resolved_entry(task.data, base)
+    if getattr(r.representation, "extra_data", None):
+        r.representation.extra_data = [_resolved_entry(e, base) for e in r.representation.extra_data]
     return r
 
 
 def _resolved_entry(entry: dict, base: Path) -> dict:
-    """A ``data.pool`` entry with its ``root`` and ``split.file`` resolved like the section's."""
+    """An override of the ``data`` section (a ``data.pool`` entry, a task's ``data``, an ``extra_data`` entry) with
+    its ``root`` and ``split.file`` resolved like the section's."""
     out = dict(entry)
     if "root" in out:
         out["root"] = _resolved(out["root"], base)
