@@ -53,18 +53,24 @@ def test_bootstrap_level_is_recorded_and_reported(tiny_run):
     assert f"bootstrap over {n_patients} patients" in (tiny_run / "report.md").read_text()
 
 
-def test_per_patient_mean_counts_each_patient_once(tiny_run):
-    """by_group: the Dice averaged within each patient, then over patients (by hand from the saved maps)."""
+def _test_lesion_maps(run):
+    """(metrics.json, [(true lesion mask, predicted lesion mask, patient), ...]) of a run's labelled test images."""
     from umsrep.evaluate.predictions import read_folder
 
-    m = json.loads((tiny_run / "metrics.json").read_text())
-    test = read_folder(tiny_run / "predictions" / "independent", ["test"])["test"]
+    test = read_folder(run / "predictions" / "independent", ["test"])["test"]
     has = np.asarray(test["lesion.has_truth"], bool)
+    maps = [(t == 1, p == 1, str(g)) for t, p, g in zip(test["lesion.truth"][has], test["lesion.labels"][has],
+                                                          test["lesion.groups"][has])]
+    return json.loads((run / "metrics.json").read_text()), maps
+
+
+def test_per_patient_mean_counts_each_patient_once(tiny_run):
+    """by_group: the Dice averaged within each patient, then over patients (by hand from the saved maps)."""
+    m, maps = _test_lesion_maps(tiny_run)
     per_patient = {}
-    for t, p, g in zip(test["lesion.truth"][has], test["lesion.labels"][has], test["lesion.groups"][has]):
-        t, p = t == 1, p == 1
+    for t, p, g in maps:
         dice = 1.0 if not t.any() and not p.any() else 2 * (t & p).sum() / (t.sum() + p.sum())
-        per_patient.setdefault(str(g), []).append(dice)
+        per_patient.setdefault(g, []).append(dice)
     g = m["tasks"]["lesion"]["test"]["by_group"]
     assert g["n"] == len(per_patient) and g["largest"] == max(map(len, per_patient.values()))
     assert g["mean"] == pytest.approx(np.mean([np.mean(v) for v in per_patient.values()]), abs=1e-6)
@@ -74,16 +80,12 @@ def test_per_patient_mean_counts_each_patient_once(tiny_run):
 def test_pooled_dice_scores_each_patient_as_one_volume(tiny_run):
     """by_group.dice_pooled: each patient's pixels summed over its images, one Dice per patient, then the mean (by
     hand from the saved maps); reported in report.md and carried into the run's summary scalars."""
-    from umsrep.evaluate.predictions import read_folder
     from umsrep.evaluate.scores import _test_scalars
 
-    m = json.loads((tiny_run / "metrics.json").read_text())
-    test = read_folder(tiny_run / "predictions" / "independent", ["test"])["test"]
-    has = np.asarray(test["lesion.has_truth"], bool)
+    m, maps = _test_lesion_maps(tiny_run)
     sums = {}
-    for t, p, g in zip(test["lesion.truth"][has], test["lesion.labels"][has], test["lesion.groups"][has]):
-        t, p = t == 1, p == 1
-        s = sums.setdefault(str(g), np.zeros(2))
+    for t, p, g in maps:
+        s = sums.setdefault(g, np.zeros(2))
         s += [2 * (t & p).sum(), t.sum() + p.sum()]
     by_hand = np.mean([1.0 if s[1] == 0 else s[0] / s[1] for s in sums.values()])
     g = m["tasks"]["lesion"]["test"]["by_group"]
