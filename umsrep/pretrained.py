@@ -183,6 +183,8 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
     pre.pop("init_from", None)
     stage = metrics.get("stages", {}).get("representation", {})
     rep = recipe.representation
+    # every other data set the encoder saw: pooled sets (data.pool), then representation.extra_data
+    also = [_data_name(d.root) for d in [*recipe.data.parts()[1:], *recipe.extra_representation_data()]]
     card = {
         "card_version": CARD_VERSION, "name": name,
         "description": description or f"UMS-Rep {rep.kind} encoder for {recipe.modality}, trained by recipe "
@@ -192,8 +194,7 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
         "architecture": architecture_of(rep),
         "training": {"how": rep.training, "task": stage.get("task"),
                      "data": _data_name(recipe.data.root), "images": _images(metrics),
-                     **({"also": also} if (also := [_data_name(d.root) for d in [
-                         *recipe.data.parts()[1:], *recipe.extra_representation_data()]]) else {}),
+                     **({"also": also} if also else {}),
                      "license": _source_license(recipe.data.root),
                      "recipe": recipe.name, "epochs_run": stage.get("epochs_run"),
                      "best_epoch": stage.get("best_epoch"), "wall_time_s": stage.get("wall_time_s")},
