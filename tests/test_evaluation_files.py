@@ -75,6 +75,13 @@ def test_per_patient_mean_counts_each_patient_once(tiny_run):
     assert g["n"] == len(per_patient) and g["largest"] == max(map(len, per_patient.values()))
     assert g["mean"] == pytest.approx(np.mean([np.mean(v) for v in per_patient.values()]), abs=1e-6)
     assert f"{g['mean']:.4f}" in (tiny_run / "report.md").read_text()
+    big = g["largest_group"]   # the largest patient's own mean, and the per-image mean of all other images
+    assert len(per_patient[big]) == g["largest"]
+    assert g["largest_mean"] == pytest.approx(np.mean(per_patient[big]), abs=1e-6)
+    others = [d for p, v in per_patient.items() if p != big for d in v]
+    assert g["others_mean"] == pytest.approx(np.mean(others), abs=1e-6)
+    assert f"{big}: dice {g['largest_mean']:.4f}; the other images {g['others_mean']:.4f}" \
+        in (tiny_run / "report.md").read_text()
 
 
 def test_pooled_dice_scores_each_patient_as_one_volume(tiny_run):

@@ -89,3 +89,17 @@ def test_group_bootstrap_matches_the_spread_of_group_means():
     # no groups named: every image its own group, the image-level interval within Monte-Carlo noise
     own = bootstrap_ci(x, n_boot=4000, seed=1, groups=[None] * 160)
     assert own["groups"] == 160 and own["low"] == pytest.approx(flat["low"], abs=0.004)
+
+
+def test_group_mean_counts_each_group_once_and_sets_the_largest_apart():
+    """Three groups: a large poor one (4 images) and two small good ones; the largest group's mean beside the
+    per-image mean of the rest, and one group alone has no rest."""
+    from umsrep.evaluate.stats import group_mean
+
+    per = [0.5, 0.6, 0.4, 0.5, 0.9, 1.0, 0.8]
+    r = group_mean(per, ["rec", "rec", "rec", "rec", "a", "a", "b"])
+    assert r["n"] == 3 and r["largest"] == 4 and r["largest_group"] == "rec"
+    assert r["mean"] == pytest.approx((0.5 + 0.95 + 0.8) / 3)
+    assert r["largest_mean"] == pytest.approx(0.5) and r["others_mean"] == pytest.approx(0.9)
+    one = group_mean([0.2, 0.4], ["x", "x"])
+    assert one["mean"] == pytest.approx(0.3) and one["others_mean"] is None

@@ -99,7 +99,9 @@ def _ci_note(t):
     g = t["test"].get("by_group")
     if g:
         out += ["", f"Test {key} averaged per {b['over']} first (each of the {g['n']} counts once): {_fmt(g['mean'])}; "
-                    f"the largest {b['over']} has {g['largest']} of the {t['test']['n']} test images."]
+                    f"the largest {b['over']} has {g['largest']} of the {t['test']['n']} test images"
+                    + (f" ({g['largest_group']}: {key} {_fmt(g['largest_mean'])}; the other images "
+                       f"{_fmt(g['others_mean'])})." if g.get("others_mean") is not None else ".")]
         if g.get("dice_pooled") is not None:
             lo, hi = g["dice_pooled_ci95"]
             per_class = g.get("dice_pooled_per_class") or {}

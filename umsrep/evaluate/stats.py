@@ -75,12 +75,18 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.9
 
 def group_mean(per, groups) -> dict:
     """The per-image outcome (Dice, or 1/0 for a correct class) averaged within each group, then over groups:
-    ``{"n": groups, "mean": .., "largest": images in the largest group}``. With one large group (a long recording)
-    the per-image mean is mostly that group's; this mean counts every group once."""
+    ``{"n": groups, "mean": .., "largest": images in the largest group, "largest_group": its name,
+    "largest_mean": its mean, "others_mean": the per-image mean of the images outside it}`` (``others_mean`` None
+    when there is one group). With one large group (a long recording) the per-image mean is mostly that group's;
+    ``mean`` counts every group once, and the largest group's own mean beside the rest's shows how much it weighs."""
     per, groups = np.asarray(per, float), np.asarray(groups).astype(str)
     names, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
     means = np.bincount(inverse, weights=per) / counts
-    return {"n": int(len(names)), "mean": float(means.mean()), "largest": int(counts.max())}
+    big = int(np.argmax(counts))
+    others = per[inverse != big]
+    return {"n": int(len(names)), "mean": float(means.mean()), "largest": int(counts[big]),
+            "largest_group": str(names[big]), "largest_mean": float(means[big]),
+            "others_mean": float(others.mean()) if others.size else None}
 
 
 def paired_tests(a: Sequence[float], b: Sequence[float]) -> Dict[str, Any]:
