@@ -52,9 +52,14 @@ def test_mean_sd_and_paired_tests_are_computed_from_the_folds(cv_run):
 
 
 def test_cv_parent_has_no_single_model(cv_run, capsys):
-    assert main(["evaluate", str(cv_run)]) == 2
+    assert main(["predict", str(cv_run), str(cv_run / "fold0" / "data"), "--out", str(cv_run.parent / "p")]) == 2
     err = capsys.readouterr().err
     assert "cross-validation run has one model per fold" in err and "Traceback" not in err
+    # evaluate re-scores a parent's sub-runs, but not when each compares strategies (several models per fold)
+    assert main(["evaluate", str(cv_run)]) == 2
+    err = capsys.readouterr().err
+    assert "compares strategies" in err and "--model" in err and "Traceback" not in err
+    assert not (cv_run / "evaluation.json").exists()
 
 
 def test_interrupted_cv_resumes_at_the_unfinished_fold(tiny_recipe_file, cv_run, tmp_path, monkeypatch):

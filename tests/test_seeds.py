@@ -44,8 +44,52 @@ def test_mean_sd_and_values_per_seed(seeds_run, capsys):
     assert got["sd"] == pytest.approx(np.std(dice, ddof=1))
     report = (seeds_run / "report.md").read_text()
     assert "# umsrep training seeds" in report and "per seed (dice)" in report
-    assert main(["evaluate", str(seeds_run)]) == 2
+    assert main(["predict", str(seeds_run), str(seeds_run / "seed5" / "data"), "--out",
+                 str(seeds_run.parent / "p")]) == 2
     assert "one model per seed" in capsys.readouterr().err
+
+
+def test_evaluate_on_the_parent_rescores_every_seed_and_summarises_again(seeds_run, tmp_path, capsys):
+    """`umsrep evaluate PARENT`: each seed's evaluation.json, and the parent's mean ± SD made again from them, so a
+    seed whose metrics.json predates a metric (here by_group stripped by hand) is summarised with it; the parent's
+    metrics.json from training stays as it was."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(seeds_run, run)
+    m5 = json.loads((run / "seed5" / "metrics.json").read_text())
+    del m5["tasks"]["lesion"]["test"]["by_group"]                    # as written before by_group existed
+    (run / "seed5" / "metrics.json").write_text(json.dumps(m5))
+    parent_before = (run / "metrics.json").read_text()
+    assert main(["evaluate", str(run)]) == 0
+    assert "mean" in capsys.readouterr().out
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["evaluated"]["sub_runs"] == ["seed5", "seed6"] and ev["seeds"]["seeds"] == [5, 6]
+    subs = [json.loads((run / f"seed{s}" / "evaluation.json").read_text())["tasks"]["lesion"]["test"]
+            for s in (5, 6)]
+    lesion = ev["seeds"]["approaches"]["independent"]["tasks"]["lesion"]
+    assert lesion["dice"]["values"] == [t["dice"] for t in subs]
+    assert lesion["dice_pooled_by_group"]["values"] == [t["by_group"]["dice_pooled"] for t in subs]
+    assert lesion["dice_by_group"]["mean"] == pytest.approx(np.mean([t["by_group"]["mean"] for t in subs]))
+    assert (run / "metrics.json").read_text() == parent_before
+    # the training record (wall time) still comes from each seed's metrics.json
+    assert ev["seeds"]["approaches"]["independent"]["wall_time_s"]["values"][0] == pytest.approx(
+        sum(st["wall_time_s"] for st in m5["stages"].values()), abs=1e-3)
+
+
+def test_evaluate_on_a_parent_with_an_unfinished_seed_writes_nothing(seeds_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(seeds_run, run)
+    meta = json.loads((run / "seed6" / "run.json").read_text())
+    (run / "seed6" / "run.json").write_text(json.dumps({**meta, "status": "training"}))
+    assert main(["evaluate", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "seed6" in err and "--resume" in err and len(err.strip().splitlines()) == 1
+    assert not (run / "evaluation.json").exists() and not (run / "seed5" / "evaluation.json").exists()
+    assert main(["evaluate", str(run), "--model", "x"]) == 2
+    assert "seeds parent" in capsys.readouterr().err
 
 
 def test_resume_keeps_finished_seeds(seeds_run):

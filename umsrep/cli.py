@@ -158,7 +158,13 @@ def cmd_evaluate(args) -> int:
                                         options=data_opts, model_name=args.model, log=_log, tta=args.tta),
                       title="scored")
     else:
-        print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model, tta=args.tta))
+        m = evaluate_run(args.run_dir, log=_log, model_name=args.model, tta=args.tta)
+        if "seeds" in m or "cv" in m:
+            from umsrep.console import print_cv_summary
+
+            print_cv_summary(m)
+        else:
+            print_summary(m)
     return 0
 
 
@@ -325,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     v.set_defaults(func=cmd_validate)
 
-    e = sub.add_parser("evaluate", help="re-evaluate a finished run on its held-out splits, or score it on "
-                       "another labelled data set (--data)")
+    e = sub.add_parser("evaluate", help="re-evaluate a finished run on its held-out splits (a seeds / folds parent: "
+                       "every sub-run, and the summary again), or score it on another labelled data set (--data)")
     e.add_argument("run_dir")
     e.add_argument("--model", help="evaluate models/<MODEL>.keras (a compared strategy) instead of model.keras")
     e.add_argument("--data", metavar="DIR_OR_YAML", help="another labelled data set: a folder of images + masks "
