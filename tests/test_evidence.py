@@ -236,10 +236,12 @@ def test_make_evidence_copies_small_files_only(tmp_path):
         _run(run / f"fold{i}", {"dice": 0.4 + i / 10})
     (run / "encoder").mkdir()
     (run / "evaluation.json").write_text("{}")
+    (run / "fold1" / "evaluation.json").write_text("{}")   # a fold re-scored by `umsrep evaluate`
     out = make_evidence(run, "busi-test", dest=tmp_path / "ev", command="umsrep fit busi.yaml", shared=True)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["command.txt", "evaluation.json", "fold0/metrics.json", "fold0/recipe.yaml", "fold1/metrics.json",
-                     "fold1/recipe.yaml", "meta.json", "metrics.json", "recipe.yaml"]
+    assert files == ["command.txt", "evaluation.json", "fold0/metrics.json", "fold0/recipe.yaml",
+                     "fold1/evaluation.json", "fold1/metrics.json", "fold1/recipe.yaml", "meta.json", "metrics.json",
+                     "recipe.yaml"]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["machine"]["shared"] is True and meta["machine"]["cores"] >= 1
     assert meta["umsrep_version"] == "0.1.0" and set(meta["files"]) == set(files) - {"command.txt", "meta.json"}

@@ -2,7 +2,8 @@
 that every number in a doc's tables equals a value in the evidence the table links to.
 
 Copying (``umsrep evidence RUN_DIR NAME``): the run's ``metrics.json`` and resolved ``recipe.yaml`` (for a parent
-run with sub-runs, e.g. k folds: the summary plus each sub-run's ``<sub>/metrics.json`` and ``<sub>/recipe.yaml``),
+run with sub-runs, e.g. k folds: the summary plus each sub-run's ``<sub>/metrics.json`` and ``<sub>/recipe.yaml``,
+and ``evaluation.json`` where ``umsrep evaluate`` wrote one),
 ``command.txt`` and ``meta.json`` (versions, git commit, date, machine). Never models, arrays or images.
 
 Checking (:func:`check_doc`): an HTML comment right before a markdown table links it to its evidence::
@@ -124,11 +125,11 @@ def evidence_files(run_dir) -> dict:
 
 def _finished_runs(root: Path, folders) -> dict:
     """``{<folder relative to root>/<file>: path}``: the metrics and recipe of each folder that holds a finished run
-    (its metrics.json)."""
+    (its metrics.json), and its evaluation.json when `umsrep evaluate` re-scored it."""
     files = {}
     for sub in folders:
         if (sub / RUN_FILES[0]).is_file():
-            for name in RUN_FILES:
+            for name in (*RUN_FILES, *OPTIONAL_FILES):
                 if (sub / name).is_file():
                     files[f"{sub.relative_to(root).as_posix()}/{name}"] = sub / name
     return files
