@@ -158,13 +158,15 @@ def cmd_evaluate(args) -> int:
                                         options=data_opts, model_name=args.model, log=_log, tta=args.tta),
                       title="scored")
     else:
-        m = evaluate_run(args.run_dir, log=_log, model_name=args.model, tta=args.tta)
-        if "seeds" in m or "cv" in m:
+        from umsrep.train.crossval import evaluate_parent, parent_kind
+
+        kind = parent_kind(args.run_dir)
+        if kind:   # seeds / folds: each sub-run, and the summary again
             from umsrep.console import print_cv_summary
 
-            print_cv_summary(m)
+            print_cv_summary(evaluate_parent(args.run_dir, kind, log=_log, model_name=args.model, tta=args.tta))
         else:
-            print_summary(m)
+            print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model, tta=args.tta))
     return 0
 
 

@@ -68,9 +68,6 @@ def evaluate_run(run_dir, log=print, model_name=None, tta="none") -> dict:
 
     if model_name and model_name.startswith("baseline_"):
         raise RunDirError("--model: a baseline model has one task; it is evaluated in metrics.json `comparison`")
-    parent = _parent_kind(run_dir)
-    if parent:
-        return evaluate_parent(run_dir, parent, log=log, model_name=model_name, tta=tta)
     run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log, model_name)
     t0 = time.perf_counter()
     folder = approach_dir(run.path, model_name or recipe.strategy.kind)
@@ -80,59 +77,6 @@ def evaluate_run(run_dir, log=print, model_name=None, tta="none") -> dict:
     name = f"evaluation_{model_name}.json" if model_name else "evaluation.json"
     run.write_json(name, metrics)
     log(f"wrote {run / name}")
-    return metrics
-
-
-def _parent_kind(run_dir):
-    """``"seeds"`` / ``"cv"`` when ``run_dir`` is the finished parent of sub-runs (no model of its own), else None."""
-    from umsrep.rundir import RunDir
-
-    run = RunDir.open(run_dir)
-    if run.model_path.is_file() or not (run / RunDir.METRICS).is_file():
-        return None
-    metrics = run.read_json(RunDir.METRICS)
-    return next((k for k in ("seeds", "cv") if k in metrics), None)
-
-
-def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none") -> dict:
-    """A seeds or cross-validation parent: every sub-run re-evaluated (its own ``evaluation.json``), then the
-    parent's mean ± SD summary made again from the re-scored test results (each sub-run's training record —
-    stages, times, parameters — from its metrics.json) -> the parent's ``evaluation.json``. So sub-runs trained
-    before a metric existed are summarised with it, by the current code."""
-    from umsrep.recipe import load_recipe
-    from umsrep.rundir import RunDir
-    from umsrep.train.crossval import subruns, summarize_folds, summarize_runs
-
-    if model_name:
-        raise RunDirError(f"--model: {run_dir} is a {kind} parent; evaluate one sub-run's models in its own folder")
-    run = RunDir.open(run_dir)
-    recipe = load_recipe(run / RunDir.RECIPE)
-    folders = subruns(recipe)
-    for folder, _, _ in folders:   # all there before any is evaluated: nothing written for an incomplete parent
-        sub = RunDir(run.path / folder)
-        if not sub.is_complete:
-            raise RunDirError(f"{sub.path}: sub-run missing or unfinished; finish it with `umsrep fit --resume "
-                              f"{run.path}`")
-        if "comparison" in sub.read_json(RunDir.METRICS):
-            raise RunDirError(f"{sub.path}: compares strategies; re-evaluate its models one by one (`umsrep evaluate "
-                              f"{sub.path} --model NAME`)")
-    t0 = time.perf_counter()
-    rescored = []
-    for folder, label, _ in folders:
-        log(f"=== {label}")
-        sub = RunDir(run.path / folder)
-        new = evaluate_run(sub.path, log=log, tta=tta)
-        rescored.append({**sub.read_json(RunDir.METRICS), **{k: v for k, v in new.items() if k != "evaluated"}})
-    if kind == "seeds":
-        section = {"seeds": list(recipe.seeds), "split_seed": recipe.split_seed, **summarize_runs(rescored, recipe)}
-    else:
-        section = summarize_folds(rescored, recipe)
-    metrics = {kind: section, "run": run.read_json(RunDir.METRICS).get("run", {}),
-               "evaluated": {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tta": tta,
-                             "wall_time_s": round(time.perf_counter() - t0, 2),
-                             "sub_runs": [folder for folder, _, _ in folders]}}
-    run.write_json("evaluation.json", metrics)
-    log(f"wrote {run / 'evaluation.json'}")
     return metrics
 
 

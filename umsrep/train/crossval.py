@@ -13,7 +13,8 @@ and per task, between every two approaches, a paired t-test and a Wilcoxon signe
 metric (Dice or accuracy) over the folds — and a ``report.md`` with the same tables.
 
 Resuming (``umsrep fit --resume RUN``) keeps every finished fold and continues the first unfinished one from
-its checkpoints.
+its checkpoints. ``umsrep evaluate RUN`` on a parent re-evaluates every sub-run and makes the summary again
+(:func:`evaluate_parent`; here, not in :mod:`umsrep.evaluate`, which does not import the training package).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import time
 
 import umsrep
-from umsrep.errors import RecipeError
+from umsrep.errors import RecipeError, RunDirError
 from umsrep.evaluate.report import render_cv_markdown
 from umsrep.evaluate.scores import MAIN, approach_summary
 from umsrep.evaluate.stats import mean_sd, paired_tests
@@ -245,4 +246,54 @@ def _finish(recipe, run, key, section, run_extra, meta, t0, log):
         for pair, r in pairs.items():
             log(f"{key} {task} {r['metric']} {pair}: mean difference {r['mean_difference']:+.4f}, paired t-test "
                 f"p={r['t_test']['p_value']:.3g}, Wilcoxon p={r['wilcoxon']['p_value']:.3g}")
+    return metrics
+
+
+# ------------------------------------------------------------------- `umsrep evaluate` on a parent
+def parent_kind(run_dir):
+    """``"seeds"`` / ``"cv"`` when ``run_dir`` is the finished parent of sub-runs (no model of its own), else None."""
+    run = RunDir.open(run_dir)
+    if run.model_path.is_file() or not (run / RunDir.METRICS).is_file():
+        return None
+    metrics = run.read_json(RunDir.METRICS)
+    return next((k for k in ("seeds", "cv") if k in metrics), None)
+
+
+def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none") -> dict:
+    """A seeds or cross-validation parent: every sub-run re-evaluated (its own ``evaluation.json``), then the
+    parent's mean ± SD summary made again from the re-scored test results (each sub-run's training record —
+    stages, times, parameters — from its metrics.json) -> the parent's ``evaluation.json``. So sub-runs trained
+    before a metric existed are summarised with it, by the current code."""
+    from umsrep.evaluate.runs import evaluate_run
+
+    if model_name:
+        raise RunDirError(f"--model: {run_dir} is a {kind} parent; evaluate one sub-run's models in its own folder")
+    run = RunDir.open(run_dir)
+    recipe = load_recipe(run / RunDir.RECIPE)
+    folders = subruns(recipe)
+    for folder, _, _ in folders:   # all there before any is evaluated: nothing written for an incomplete parent
+        sub = RunDir(run.path / folder)
+        if not sub.is_complete:
+            raise RunDirError(f"{sub.path}: sub-run missing or unfinished; finish it with `umsrep fit --resume "
+                              f"{run.path}`")
+        if "comparison" in sub.read_json(RunDir.METRICS):
+            raise RunDirError(f"{sub.path}: compares strategies; re-evaluate its models one by one (`umsrep evaluate "
+                              f"{sub.path} --model NAME`)")
+    t0 = time.perf_counter()
+    rescored = []
+    for folder, label, _ in folders:
+        log(f"=== {label}")
+        sub = RunDir(run.path / folder)
+        new = evaluate_run(sub.path, log=log, tta=tta)
+        rescored.append({**sub.read_json(RunDir.METRICS), **{k: v for k, v in new.items() if k != "evaluated"}})
+    if kind == "seeds":
+        section = {"seeds": list(recipe.seeds), "split_seed": recipe.split_seed, **summarize_runs(rescored, recipe)}
+    else:
+        section = summarize_folds(rescored, recipe)
+    metrics = {kind: section, "run": run.read_json(RunDir.METRICS).get("run", {}),
+               "evaluated": {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tta": tta,
+                             "wall_time_s": round(time.perf_counter() - t0, 2),
+                             "sub_runs": [folder for folder, _, _ in folders]}}
+    run.write_json("evaluation.json", metrics)
+    log(f"wrote {run / 'evaluation.json'}")
     return metrics
