@@ -57,6 +57,14 @@ def summarize_folds(fold_metrics: list, recipe: Recipe) -> dict:
     return {"folds": len(fold_metrics), **summarize_runs(fold_metrics, recipe)}
 
 
+def summarize_seeds(seed_metrics: list, recipe: Recipe) -> dict:
+    """The ``seeds`` section from the seeds' metrics.json contents (all on the split of ``recipe.split_seed``)."""
+    return {"seeds": list(recipe.seeds), "split_seed": recipe.split_seed, **summarize_runs(seed_metrics, recipe)}
+
+
+SUMMARIES = {"cv": summarize_folds, "seeds": summarize_seeds}  # a parent's section key -> how it is made
+
+
 def summarize_runs(run_metrics: list, recipe: Recipe) -> dict:
     """Per approach, task and test metric over sub-runs: values, mean and sample SD; paired tests between
     approaches of each task's main metric."""
@@ -206,7 +214,7 @@ def fit_seeds(recipe: Recipe, run: RunDir, log=print, fit_one=None) -> dict:
     meta = {"kind": "seeds", "seeds": seeds}
     t0 = time.perf_counter()
     runs = fit_subruns(recipe, run, fit_one, meta, log)
-    section = {"seeds": seeds, "split_seed": recipe.split_seed, **summarize_runs(runs, recipe)}
+    section = summarize_seeds(runs, recipe)
     return _finish(recipe, run, "seeds", section, {"seeds": seeds}, meta, t0, log)
 
 
@@ -256,7 +264,7 @@ def parent_kind(run_dir):
     if run.model_path.is_file() or not (run / RunDir.METRICS).is_file():
         return None
     metrics = run.read_json(RunDir.METRICS)
-    return next((k for k in ("seeds", "cv") if k in metrics), None)
+    return next((k for k in SUMMARIES if k in metrics), None)
 
 
 def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none") -> dict:
@@ -270,30 +278,30 @@ def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none") -> di
         raise RunDirError(f"--model: {run_dir} is a {kind} parent; evaluate one sub-run's models in its own folder")
     run = RunDir.open(run_dir)
     recipe = load_recipe(run / RunDir.RECIPE)
-    folders = subruns(recipe)
-    for folder, _, _ in folders:   # all there before any is evaluated: nothing written for an incomplete parent
+    subs = subruns(recipe)
+    folders = [folder for folder, _, _ in subs]
+    # every sub-run checked (and its metrics.json read once) before any is evaluated: nothing is written for an
+    # incomplete parent
+    trained = []
+    for folder in folders:
         sub = RunDir(run.path / folder)
         if not sub.is_complete:
             raise RunDirError(f"{sub.path}: sub-run missing or unfinished; finish it with `umsrep fit --resume "
                               f"{run.path}`")
-        if "comparison" in sub.read_json(RunDir.METRICS):
+        trained.append(sub.read_json(RunDir.METRICS))
+        if "comparison" in trained[-1]:
             raise RunDirError(f"{sub.path}: compares strategies; re-evaluate its models one by one (`umsrep evaluate "
                               f"{sub.path} --model NAME`)")
     t0 = time.perf_counter()
     rescored = []
-    for folder, label, _ in folders:
+    for (folder, label, _), m in zip(subs, trained):
         log(f"=== {label}")
-        sub = RunDir(run.path / folder)
-        new = evaluate_run(sub.path, log=log, tta=tta)
-        rescored.append({**sub.read_json(RunDir.METRICS), **{k: v for k, v in new.items() if k != "evaluated"}})
-    if kind == "seeds":
-        section = {"seeds": list(recipe.seeds), "split_seed": recipe.split_seed, **summarize_runs(rescored, recipe)}
-    else:
-        section = summarize_folds(rescored, recipe)
-    metrics = {kind: section, "run": run.read_json(RunDir.METRICS).get("run", {}),
+        new = evaluate_run(run.path / folder, log=log, tta=tta)
+        rescored.append({**m, **{k: v for k, v in new.items() if k != "evaluated"}})
+    metrics = {kind: SUMMARIES[kind](rescored, recipe), "run": run.read_json(RunDir.METRICS).get("run", {}),
                "evaluated": {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tta": tta,
                              "wall_time_s": round(time.perf_counter() - t0, 2),
-                             "sub_runs": [folder for folder, _, _ in folders]}}
+                             "sub_runs": folders}}
     run.write_json("evaluation.json", metrics)
     log(f"wrote {run / 'evaluation.json'}")
     return metrics
