@@ -66,6 +66,29 @@ def test_encoder_convs_per_level_and_bn_momentum():
     assert moms == {0.9}
 
 
+def test_full_resolution_first_level():
+    """first_stride: 1 keeps the shallowest level at the input size; every head (U-Net, the paper's symmetric
+    decoder, a classifier) builds on that pyramid, and the U-Net's last step then runs no upsampling."""
+    from umsrep.models import ENCODERS as E
+
+    enc = E.get("denoising_autoencoder").build((32, 32, 1), filters=[8, 16, 16], first_stride=1)
+    assert [s[:2] for s in pyramid_spec(enc)] == [(32, 32), (16, 16), (8, 8)]
+    spec = pyramid_spec(enc)
+    x = np.random.default_rng(1).random((2, 32, 32, 1), dtype=np.float32)
+    heads = {"u": HEADS.get("unet").build(spec, (32, 32), name="u", n_classes=2),
+             "s": HEADS.get("symmetric").build(spec, (32, 32), name="s", n_classes=1),
+             "c": HEADS.get("classification").build(spec, (32, 32), name="c", n_classes=3)}
+    out = attach(enc, heads)(x)
+    assert tuple(out["u"].shape) == (2, 32, 32, 3) and tuple(out["s"].shape) == (2, 32, 32, 1)
+    assert tuple(out["c"].shape) == (2, 3)
+    # three steps (8 -> 16 -> 32 -> 32 with the image): the last one upsamples nothing
+    assert [ly.name for ly in heads["u"].layers if ly.name.startswith("u_up")] == ["u_up1", "u_up2"]
+    stride2 = E.get("denoising_autoencoder").build((32, 32, 1), filters=[8, 16, 16])
+    assert pyramid_spec(stride2)[0][:2] == (16, 16)
+    with pytest.raises(Exception, match="first_stride"):
+        E.get("denoising_autoencoder").build((32, 32, 1), filters=[8], first_stride=3)
+
+
 def test_unet_denoiser_beats_its_input():
     """Trained briefly on a small generated set, the U-Net denoiser's output is closer to the clean images than the
     noisy input is, at both noise levels (the paper's skip-less decoder does not manage this: docs/results.md)."""

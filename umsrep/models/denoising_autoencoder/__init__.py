@@ -21,6 +21,10 @@ class DenoisingAutoencoderSettings(EncoderSettings):
     kind: Literal["denoising_autoencoder"] = "denoising_autoencoder"
     convs_per_level: int = Field(1, ge=1, le=3, description="3x3 conv + BN + ReLU per level: the first with stride 2 "
                                  "(1 = the paper's encoder; 2 = U-Net-like, a larger receptive field)")
+    first_stride: Literal[1, 2] = Field(2, description="stride of the first level's first conv: 2 = the paper's "
+                                        "encoder (the pyramid starts at half the input size); 1 = a full-resolution "
+                                        "first level as in a classic U-Net (about 4x that level's compute; the "
+                                        "total stride halves, so add a width to `filters` to keep the depth)")
     DEFAULT_TRAINING: ClassVar[str] = "denoising"
     DEFAULT_FILTERS: ClassVar[list] = [32, 64, 128, 256]
 
