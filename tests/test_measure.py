@@ -367,6 +367,44 @@ def test_predict_writes_measurement_columns(tiny_run, tmp_path):
     assert cv2.imread(rows[0]["overlay"]) is not None
 
 
+def test_evaluate_and_predict_remeasure_with_set_and_refuse_training_fields(tiny_run, tmp_path, capsys):
+    """`--set derive.*` on evaluate / predict: a finished run measured with a measurement its recipe did not
+    declare (recorded in evaluation.json `evaluated.set` and in predictions.json), the run's recipe and
+    metrics.json left as they were; a field that changes the model is refused with one line, writing nothing."""
+    import json
+    import shutil
+
+    import cv2
+
+    from umsrep.cli import main
+    from umsrep.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "evaluation.json").unlink(missing_ok=True)
+    before = {f: (run / f).read_bytes() for f in (RunDir.RECIPE, RunDir.METRICS)}
+    assert "thick" not in json.loads(before[RunDir.METRICS]).get("measurements", {})
+    assert main(["evaluate", str(run), "--set", "tasks.lesion.epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert "--set tasks.lesion.epochs" in err and "derive.*" in err and len(err.strip().splitlines()) == 1
+    assert not (run / "evaluation.json").exists()
+    thick = "derive.thick={measure: thickness, from: {aponeurosis: lesion}, region: 0.3}"
+    assert main(["evaluate", str(run), "--set", thick]) == 0
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["measurements"]["thick"]["kind"] == "thickness" and {"val", "test"} <= set(
+        ev["measurements"]["thick"]["by_data"][0])
+    assert ev["evaluated"]["set"] == [thick]
+    assert {f: (run / f).read_bytes() for f in before} == before
+
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), (np.random.default_rng(0).random((40, 90)) * 255).astype(np.uint8))
+    assert main(["predict", str(run), str(img), "--out", str(tmp_path / "bad"), "--set", "seed=3"]) == 2
+    assert "--set seed" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["predict", str(run), str(img), "--out", str(tmp_path / "p"), "--set", thick]) == 0
+    assert "thick_px" in (tmp_path / "p" / "predictions.csv").read_text().splitlines()[0]
+    assert json.loads((tmp_path / "p" / "predictions.json").read_text())["set"] == [thick]
+
+
 def test_fit_evaluates_measurements_from_the_prediction_files(tiny_recipe_file, tmp_path, monkeypatch):
     """A recipe with a measurement: evaluation reads the val/test masks from the prediction files it wrote (the
     model is not run again for them) and reports the measurement for both splits."""

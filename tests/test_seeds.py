@@ -52,7 +52,7 @@ def test_mean_sd_and_values_per_seed(seeds_run, capsys):
 def test_evaluate_on_the_parent_rescores_every_seed_and_summarises_again(seeds_run, tmp_path, capsys):
     """`umsrep evaluate PARENT`: each seed's evaluation.json, and the parent's mean ± SD made again from them, so a
     seed whose metrics.json predates a metric (here by_group stripped by hand) is summarised with it; the parent's
-    metrics.json from training stays as it was."""
+    metrics.json from training stays as it was. A `--set derive.*` measurement reaches every seed."""
     import shutil
 
     run = tmp_path / "run"
@@ -61,12 +61,15 @@ def test_evaluate_on_the_parent_rescores_every_seed_and_summarises_again(seeds_r
     del m5["tasks"]["lesion"]["test"]["by_group"]                    # as written before by_group existed
     (run / "seed5" / "metrics.json").write_text(json.dumps(m5))
     parent_before = (run / "metrics.json").read_text()
-    assert main(["evaluate", str(run)]) == 0
+    thick = "derive.thick={measure: thickness, from: {aponeurosis: lesion}}"
+    assert main(["evaluate", str(run), "--set", thick]) == 0
     assert "mean" in capsys.readouterr().out
     ev = json.loads((run / "evaluation.json").read_text())
     assert ev["evaluated"]["sub_runs"] == ["seed5", "seed6"] and ev["seeds"]["seeds"] == [5, 6]
-    subs = [json.loads((run / f"seed{s}" / "evaluation.json").read_text())["tasks"]["lesion"]["test"]
-            for s in (5, 6)]
+    assert ev["evaluated"]["set"] == [thick]
+    sub_ev = [json.loads((run / f"seed{s}" / "evaluation.json").read_text()) for s in (5, 6)]
+    assert all("thick" in e["measurements"] and e["evaluated"]["set"] == [thick] for e in sub_ev)
+    subs = [e["tasks"]["lesion"]["test"] for e in sub_ev]
     lesion = ev["seeds"]["approaches"]["independent"]["tasks"]["lesion"]
     assert lesion["dice"]["values"] == [t["dice"] for t in subs]
     assert lesion["dice_pooled_by_group"]["values"] == [t["by_group"]["dice_pooled"] for t in subs]
@@ -90,6 +93,10 @@ def test_evaluate_on_a_parent_with_an_unfinished_seed_writes_nothing(seeds_run, 
     assert not (run / "evaluation.json").exists() and not (run / "seed5" / "evaluation.json").exists()
     assert main(["evaluate", str(run), "--model", "x"]) == 2
     assert "seeds parent" in capsys.readouterr().err
+    (run / "seed6" / "run.json").write_text(json.dumps(meta))   # all finished: a training field is still refused
+    assert main(["evaluate", str(run), "--set", "strategy.epochs=3"]) == 2
+    assert "--set strategy.epochs" in capsys.readouterr().err
+    assert not (run / "evaluation.json").exists() and not (run / "seed5" / "evaluation.json").exists()
 
 
 def test_resume_keeps_finished_seeds(seeds_run):

@@ -155,7 +155,8 @@ def cmd_evaluate(args) -> int:
 
     if args.data is not None:
         print_summary(evaluate_external(args.run_dir, args.data, args.out, overwrite=args.overwrite,
-                                        options=data_opts, model_name=args.model, log=_log, tta=args.tta),
+                                        options=data_opts, model_name=args.model, log=_log, tta=args.tta,
+                                        overrides=args.set),
                       title="scored")
     else:
         from umsrep.train.crossval import evaluate_parent, parent_kind
@@ -164,9 +165,11 @@ def cmd_evaluate(args) -> int:
         if kind:   # seeds / folds: each sub-run, and the summary again
             from umsrep.console import print_cv_summary
 
-            print_cv_summary(evaluate_parent(args.run_dir, kind, log=_log, model_name=args.model, tta=args.tta))
+            print_cv_summary(evaluate_parent(args.run_dir, kind, log=_log, model_name=args.model, tta=args.tta,
+                                             overrides=args.set))
         else:
-            print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model, tta=args.tta))
+            print_summary(evaluate_run(args.run_dir, log=_log, model_name=args.model, tta=args.tta,
+                                       overrides=args.set))
     return 0
 
 
@@ -174,7 +177,7 @@ def cmd_predict(args) -> int:
     from umsrep.predict import predict
 
     predict(args.run_dir, args.inputs, args.out, batch_size=args.batch_size, overwrite=args.overwrite, log=_log,
-            tta=args.tta, overlays=not args.no_overlays, denoised=not args.no_denoised)
+            tta=args.tta, overlays=not args.no_overlays, denoised=not args.no_denoised, overrides=args.set)
     return 0
 
 
@@ -347,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                        + ("; none for group-by)" if opt == "group-by" else ")"))
     e.add_argument("--tta", choices=["none", "flip"], default="none", help="test-time augmentation: flip = the "
                    "mean of the predictions on each image and its left-right mirror image")
+    e.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="re-measure with other derive.* / patient.* fields (measurement parameters, decision rules: "
+                   "computed from the trained heads), e.g. --set derive.pennation.angle_window=5 (repeatable; any "
+                   "other field needs a new fit)")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("tune", help="KerasTuner search over recipe fields (the recipe's search section)")
@@ -378,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--overwrite", action="store_true", help="write into an --out that already holds files "
                     "(files of the same names are replaced)")
     pr.add_argument("--batch-size", type=positive_int, default=16)
+    pr.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="measure with other derive.* / patient.* fields (measurement parameters, decision rules: "
+                    "computed from the trained heads), e.g. --set derive.pennation.angle_window=5 (repeatable; any "
+                    "other field needs a new fit)")
     pr.add_argument("--tta", choices=["none", "flip"], default="none", help="test-time augmentation: flip = the "
                     "mean of the predictions on each image and its left-right mirror image")
     pr.add_argument("--no-overlays", action="store_true", help="do not write overlays/ (faster)")

@@ -103,21 +103,22 @@ def load_run_inputs(run_dir, inputs, log=print, out=None, overwrite=False, keep_
 
 
 def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta="none", overlays=True,
-            denoised=True) -> dict:
+            denoised=True, overrides=None) -> dict:
     """Masks, overlays, denoised images, predictions.csv/.json for ``inputs``; reading and writing run on a thread
     pool (``overlays`` / ``denoised``: False skips those images; without denoised images the denoising head is
-    not run at all)."""
+    not run at all); ``overrides``: ``--set`` of derive / patient fields (:func:`umsrep.recipe.load_run_recipe`)."""
     import tensorflow as tf
 
     from umsrep.console import progress
     from umsrep.data import pipeline
     from umsrep.derive.rules import decide
     from umsrep.evaluate.scores import head_values, predict_labels
-    from umsrep.recipe import load_recipe
+    from umsrep.recipe import load_run_recipe
     from umsrep.rundir import RunDir
 
     if batch_size < 1:
         raise DataError(f"batch size must be at least 1, got {batch_size}")
+    recipe = load_run_recipe(RunDir.open(run_dir) / RunDir.RECIPE, overrides)  # a bad --set: refused first
     run, meta, model, files, x, sizes, originals = load_run_inputs(run_dir, inputs, log, out, overwrite,
                                                                    keep_originals=overlays)
     mode = (meta.get("preprocessing") or {}).get("resize", "stretch")
@@ -132,7 +133,6 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
     chunks = [pipeline.predict(fn, x[i:i + batch_size], batch_size)
               for i in progress(range(0, len(x), batch_size), "predicting", log)]
     outs = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-    recipe = load_recipe(run / RunDir.RECIPE)
     labels = {n: predict_labels(outs[n], t, x) for n, t in recipe.tasks.items() if t.type == "segmentation"}
     decisions = decide(recipe.derive_rules(),  # segmentation post-processing (CRF) runs once, above
                        {n: head_values(outs[n], t, x, labels.get(n)) for n, t in recipe.tasks.items()})
@@ -183,7 +183,8 @@ def predict(run_dir, inputs, out, batch_size=16, overwrite=False, log=print, tta
         rows = list(pool.map(write, range(len(files))))
     _write_table(out, "predictions", rows, {"run": str(run.path), "decisions": {
         k: v.rule for k, v in recipe.derive.items() if v.rule is not None}, "measurements": {
-        k: v.measure for k, v in recipe.derive.items() if v.measure is not None}})
+        k: v.measure for k, v in recipe.derive.items() if v.measure is not None},
+        **({"set": list(overrides)} if overrides else {})})
     log(f"wrote {out / 'predictions.csv'} ({len(rows)} images)")
     return {"predictions": rows}
 

@@ -938,6 +938,23 @@ def parse_recipe(raw: Any, source: str = "recipe", overrides: Optional[List[str]
         raise RecipeError(f"{source}: {_first_message(e)}") from None
 
 
+#: recipe sections computed from a trained model's outputs, not trained into it: `umsrep evaluate` / `predict`
+#: accept ``--set`` on these (re-measure a finished run with other measurement parameters, no retraining)
+POST_HOC_SECTIONS = ("derive", "patient")
+
+
+def load_run_recipe(path, overrides: Optional[List[str]] = None) -> Recipe:
+    """A finished run's recipe, with ``--set`` overrides of :data:`POST_HOC_SECTIONS` only (any other field
+    would describe a model the run did not train: refused with one line naming it)."""
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip()
+        if key.split(".")[0] not in POST_HOC_SECTIONS or "." not in key:
+            raise RecipeError(f"--set {key}: only {' and '.join(s + '.*' for s in POST_HOC_SECTIONS)} can change "
+                              "after training (computed from the trained heads); other fields need a new "
+                              "`umsrep fit`")
+    return load_recipe(path, overrides)
+
+
 def load_recipe(path, overrides: Optional[List[str]] = None) -> Recipe:
     """Read, parse and validate a recipe file. YAML is parsed by :func:`umsrep.io.load_yaml`: duplicate keys are
     refused with their line, aliases are bounded before anything is constructed."""

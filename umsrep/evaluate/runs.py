@@ -28,15 +28,16 @@ RESIZE_RULE = ("predicted label maps (after the task's post-processing; letterbo
 EXTERNAL_FIELDS = ("images", "masks", "labels", "filename_column", "label_column", "group_by")
 
 
-def load_finished_run(run_dir, log=print, model_name=None):
-    """(run, recipe, model, rep_source, tasks) of a trained run, its held-out split re-made and checked."""
+def load_finished_run(run_dir, log=print, model_name=None, overrides=None):
+    """(run, recipe, model, rep_source, tasks) of a trained run, its held-out split re-made and checked;
+    ``overrides``: ``--set`` of the post-hoc sections (:func:`umsrep.recipe.load_run_recipe`)."""
     from umsrep.data.prepare import SPLITS, prepare
-    from umsrep.recipe import load_recipe
+    from umsrep.recipe import load_run_recipe
     from umsrep.rundir import RunDir
 
     run = RunDir.open(run_dir)
     run.require_model()
-    recipe = load_recipe(run / RunDir.RECIPE)
+    recipe = load_run_recipe(run / RunDir.RECIPE, overrides)
     saved = run.read_json(RunDir.SPLITS)
     rep_source, tasks, sources = prepare(recipe, run.path, log)
     for key, src in sources.items():
@@ -61,19 +62,21 @@ def load_model(run, model_name=None):
     return load_keras(path)
 
 
-def evaluate_run(run_dir, log=print, model_name=None, tta="none") -> dict:
-    """Re-evaluate ``model.keras`` (or ``models/<model_name>.keras``) -> ``evaluation[_<model_name>].json``."""
+def evaluate_run(run_dir, log=print, model_name=None, tta="none", overrides=None) -> dict:
+    """Re-evaluate ``model.keras`` (or ``models/<model_name>.keras``) -> ``evaluation[_<model_name>].json``;
+    ``overrides``: ``--set`` of derive / patient fields, recorded in ``evaluated.set``."""
     from umsrep.evaluate.evaluate import evaluate_model
     from umsrep.evaluate.predictions import approach_dir
 
     if model_name and model_name.startswith("baseline_"):
         raise RunDirError("--model: a baseline model has one task; it is evaluated in metrics.json `comparison`")
-    run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log, model_name)
+    run, recipe, model, rep_source, tasks = load_finished_run(run_dir, log, model_name, overrides)
     t0 = time.perf_counter()
     folder = approach_dir(run.path, model_name or recipe.strategy.kind)
     metrics = evaluate_model(model, recipe, tasks, rep_source, folder, log=log, tta=tta)
     metrics["evaluated"] = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tta": tta,
-                            "wall_time_s": round(time.perf_counter() - t0, 2), "predictions": str(folder)}
+                            "wall_time_s": round(time.perf_counter() - t0, 2), "predictions": str(folder),
+                            **({"set": list(overrides)} if overrides else {})}
     name = f"evaluation_{model_name}.json" if model_name else "evaluation.json"
     run.write_json(name, metrics)
     log(f"wrote {run / name}")
@@ -148,7 +151,7 @@ def external_data_config(recipe, data, options=None):
 
 
 def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_name=None, log=print,
-                      tta="none") -> dict:
+                      tta="none", overrides=None) -> dict:
     """Score a trained run on another labelled data set: every image, at its own resolution (:data:`RESIZE_RULE`);
     writes ``evaluation.json``, ``report.md``, ``report.html`` and ``predictions/test.npz`` into ``out``."""
     from umsrep.data.dataset import load_dataset
@@ -160,13 +163,13 @@ def evaluate_external(run_dir, data, out, overwrite=False, options=None, model_n
     from umsrep.evaluate.scores import score_predictions
     from umsrep.io import write_text
     from umsrep.predict import check_out_folder
-    from umsrep.recipe import dump_recipe, load_recipe
+    from umsrep.recipe import dump_recipe, load_run_recipe
     from umsrep.rundir import RunDir
 
-    out = check_out_folder(out, overwrite)
     run = RunDir.open(run_dir)
     run.require_model()
-    recipe = load_recipe(run / RunDir.RECIPE)
+    recipe = load_run_recipe(run / RunDir.RECIPE, overrides)
+    out = check_out_folder(out, overwrite)
     cfg = external_data_config(recipe, data, options)
     loaded = load_dataset(cfg.root, cfg.images, cfg.masks, cfg.labels, image_size=tuple(cfg.image_size),
                           channels=cfg.channels, filename_column=cfg.filename_column, label_column=cfg.label_column,

@@ -26,7 +26,7 @@ from umsrep.errors import RecipeError, RunDirError
 from umsrep.evaluate.report import render_cv_markdown
 from umsrep.evaluate.scores import MAIN, approach_summary
 from umsrep.evaluate.stats import mean_sd, paired_tests
-from umsrep.recipe import Recipe, dump_recipe, load_recipe, recipe_difference
+from umsrep.recipe import Recipe, dump_recipe, load_recipe, load_run_recipe, recipe_difference
 from umsrep.rundir import RunDir
 
 SKIP = ("n", "predict_time_s")
@@ -267,7 +267,7 @@ def parent_kind(run_dir):
     return next((k for k in SUMMARIES if k in metrics), None)
 
 
-def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none") -> dict:
+def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none", overrides=None) -> dict:
     """A seeds or cross-validation parent: every sub-run re-evaluated (its own ``evaluation.json``), then the
     parent's mean ± SD summary made again from the re-scored test results (each sub-run's training record —
     stages, times, parameters — from its metrics.json) -> the parent's ``evaluation.json``. So sub-runs trained
@@ -277,7 +277,7 @@ def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none") -> di
     if model_name:
         raise RunDirError(f"--model: {run_dir} is a {kind} parent; evaluate one sub-run's models in its own folder")
     run = RunDir.open(run_dir)
-    recipe = load_recipe(run / RunDir.RECIPE)
+    recipe = load_run_recipe(run / RunDir.RECIPE, overrides)
     subs = subruns(recipe)
     folders = [folder for folder, _, _ in subs]
     # every sub-run checked (and its metrics.json read once) before any is evaluated: nothing is written for an
@@ -296,12 +296,12 @@ def evaluate_parent(run_dir, kind, log=print, model_name=None, tta="none") -> di
     rescored = []
     for (folder, label, _), m in zip(subs, trained):
         log(f"=== {label}")
-        new = evaluate_run(run.path / folder, log=log, tta=tta)
+        new = evaluate_run(run.path / folder, log=log, tta=tta, overrides=overrides)
         rescored.append({**m, **{k: v for k, v in new.items() if k != "evaluated"}})
     metrics = {kind: SUMMARIES[kind](rescored, recipe), "run": run.read_json(RunDir.METRICS).get("run", {}),
                "evaluated": {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "tta": tta,
                              "wall_time_s": round(time.perf_counter() - t0, 2),
-                             "sub_runs": folders}}
+                             "sub_runs": folders, **({"set": list(overrides)} if overrides else {})}}
     run.write_json("evaluation.json", metrics)
     log(f"wrote {run / 'evaluation.json'}")
     return metrics
