@@ -112,3 +112,34 @@ def test_reuse_every_arm_reaches_the_worst_arms_best_loss(reuse):
     assert reuse.time_to(worst["curve"], target) == 20.0
     assert reuse.time_to(better["curve"], target) == 20.0
     assert reuse.time_to(better["curve"], 0.1) is None
+
+
+def test_measure_grid_scores_every_combination_on_the_run(tiny_run, tmp_path):
+    """bench/measure_grid.py on a copy of the tiny run with a thickness measurement added: one row per combination,
+    each with the val / test agreement of that combination (the same numbers `umsrep evaluate --set` gives for
+    it); a value the measurement's schema refuses stops the grid."""
+    import json
+    import shutil
+
+    from umsrep.cli import main as cli
+    from umsrep.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    raw = yaml.safe_load((run / RunDir.RECIPE).read_text())
+    raw["derive"]["thick"] = {"measure": "thickness", "from": {"aponeurosis": "lesion"}}
+    (run / RunDir.RECIPE).write_text(yaml.safe_dump(raw))
+    grid = next(_bench_module("measure_grid"))
+    out = tmp_path / "grid.json"
+    grid.main([str(run), "thick", "--set", "region=0.3,0.9", "--set", "edge=inner,centre", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["region"], r["edge"]) for r in rows] == [(0.3, "inner"), (0.3, "centre"), (0.9, "inner"),
+                                                         (0.9, "centre")]
+    assert all({"lesion/val", "lesion/test"} <= set(r) for r in rows)
+    assert cli(["evaluate", str(run), "--set", "derive.thick.region=0.9", "--set", "derive.thick.edge=centre"]) == 0
+    ev = json.loads((run / "evaluation.json").read_text())["measurements"]["thick"]["by_data"][0]["test"]["px"]
+    # the tiny lesion masks hold no aponeurosis pair: every image is counted as not measurable, the same way
+    assert (ev.get("mae"), ev["n"], ev["n_missing_true"]) == tuple(rows[3]["lesion/test"][k] for k in (
+        "mae", "n", "n_missing_true")) and ev["n_missing_true"] > 0
+    with pytest.raises(Exception, match="region"):
+        grid.main([str(run), "thick", "--set", "region=2"])
