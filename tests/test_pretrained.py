@@ -48,6 +48,10 @@ def test_publish_writes_a_card_that_matches_the_run(tiny_run, registry):
     assert card["sha256"] == pretrained.sha256(folder / "encoder.keras")
     assert card["preprocessing"] == pre
     assert card["modality"] == "ultrasound" and card["architecture"]["kind"] == "denoising_autoencoder"
+    # the denoising decoder the encoder was trained with travels with it, under the card's SHA-256
+    assert (tiny_run / "encoder" / "denoise.keras").is_file()
+    assert card["denoiser"]["sha256"] == pretrained.sha256(folder / "denoise.keras")
+    assert card["denoiser"]["size_bytes"] == (folder / "denoise.keras").stat().st_size
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert card["parameters"] == metrics["parameters"]["encoder"]
     levels = card["denoising"]["levels"]
@@ -93,6 +97,72 @@ def test_tampered_weights_are_refused(registry, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     assert main(["fit", str(recipe), "--out", str(out)]) == 2
     assert not (out / "model.keras").exists()
+
+
+@pytest.mark.parametrize("change", ["tampered", "unlisted"])
+def test_a_changed_or_unlisted_denoiser_is_refused(registry, tmp_path, monkeypatch, capsys, change):
+    import shutil
+
+    copy = tmp_path / "reg"
+    shutil.copytree(registry, copy)
+    monkeypatch.setenv("UMSREP_PRETRAINED", str(copy))
+    recipe, _ = _recipe(tmp_path)
+    folder = copy / "tiny-cdae"
+    if change == "tampered":
+        with open(folder / "denoise.keras", "ab") as f:
+            f.write(b"\0")
+    else:  # a denoiser the card does not vouch for
+        card = yaml.safe_load((folder / "card.yaml").read_text())
+        card.pop("denoiser")
+        (folder / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    assert main(["validate", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "denoise.keras" in err
+    assert ("SHA-256" in err) if change == "tampered" else ("not listed" in err)
+
+
+def test_baseline_from_a_pretrained_encoder(use_registry, tmp_path, capsys):
+    """``baseline: true`` with a shipped encoder: one model per task, of the architecture the card names, from a
+    random init, on the images denoised by the denoiser shipped with the encoder (its card's training time counted
+    as the baseline's denoiser); without a shipped denoiser, on the images as they are."""
+    import shutil
+
+    import keras
+
+    from umsrep.models.encoder_io import load_denoiser, load_encoder
+
+    recipe, _ = _recipe(tmp_path)
+    out = tmp_path / "run"
+    assert main(["fit", str(recipe), "--out", str(out), "--set", "baseline=true"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    card = yaml.safe_load((use_registry / "tiny-cdae" / "card.yaml").read_text())
+    base = m["comparison"]["approaches"]["baseline"]
+    assert set(base["models"]) == {"denoiser", "lesion"}
+    assert base["models"]["denoiser"]["wall_time_s"] == card["training"]["wall_time_s"]
+    shipped, _ = load_encoder(use_registry / "tiny-cdae")
+    denoiser = load_denoiser(use_registry / "tiny-cdae")
+    x = np.random.default_rng(0).uniform(0, 1, (4, 32, 32, 1)).astype("float32")
+    model = keras.models.load_model(out / "models" / "baseline_lesion.keras")
+    inner = [lay for lay in model.layers if isinstance(lay, keras.Model)]
+    den, sep = inner  # the shipped denoiser, then the separate lesion model on its output
+    np.testing.assert_allclose(den(x, training=False), denoiser(x, training=False), atol=1e-6)
+    enc = sep.get_layer("baseline_lesion_encoder")
+    assert enc.count_params() == shipped.count_params()  # the card's architecture, rebuilt ...
+    assert not all(np.array_equal(a, b) for a, b in zip(enc.get_weights()[2:], shipped.get_weights()[2:]))
+    assert "on denoised images" in capsys.readouterr().out
+
+    # an encoder published without its denoiser: the baseline reads the images as they are, and says so
+    plain = tmp_path / "plain"
+    shutil.copytree(use_registry / "tiny-cdae", plain)
+    (plain / "denoise.keras").unlink()
+    card.pop("denoiser")
+    (plain / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    out2 = tmp_path / "run2"
+    assert main(["fit", str(recipe), "--out", str(out2), "--set", "baseline=true",
+                 "--set", f"representation.name={plain}"]) == 0
+    base2 = json.loads((out2 / "metrics.json").read_text())["comparison"]["approaches"]["baseline"]
+    assert set(base2["models"]) == {"lesion"}
+    assert "has no denoising decoder" in capsys.readouterr().out
 
 
 def test_preprocessing_mismatch_is_refused_unless_allowed(use_registry, tmp_path, capsys):
@@ -152,7 +222,26 @@ def test_pretrained_schema_errors():
     assert "each head" in refused({"kind": "pretrained", "name": "x", "trainable": True})  # two tasks, independent
     assert "only the independent" in refused({"kind": "pretrained", "name": "x", "trainable": False},
                                              strategy={"kind": "joint"})
-    assert "bench/reuse.py" in refused({"kind": "pretrained", "name": "x"}, baseline=True)
+
+
+def test_baseline_needs_the_cards_architecture(use_registry, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "noarch"
+    shutil.copytree(use_registry / "tiny-cdae", folder)
+    card = yaml.safe_load((folder / "card.yaml").read_text())
+    card.pop("architecture")
+    (folder / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    recipe, _ = _recipe(tmp_path)
+    noarch = ["--set", f"representation.name={folder}"]
+    assert main(["validate", str(recipe), *noarch]) == 0  # without the baseline the architecture is not needed
+    assert main(["validate", str(recipe), *noarch, "--set", "baseline=true"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "names none (`architecture:`)" in err
+    out = tmp_path / "run"
+    assert main(["fit", str(recipe), "--out", str(out), *noarch, "--set", "baseline=true"]) == 2
+    assert not (out / "model.keras").exists()
+    assert main(["validate", str(recipe), "--set", "baseline=true"]) == 0
 
 
 @pytest.mark.parametrize("trainable", [False, True])

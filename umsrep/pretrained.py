@@ -25,7 +25,7 @@ import yaml
 from umsrep.errors import RecipeError, RunDirError
 from umsrep.io import write_text
 
-CARD_FILE, ENCODER_FILE = "card.yaml", "encoder.keras"
+CARD_FILE, ENCODER_FILE, DENOISER_FILE = "card.yaml", "encoder.keras", "denoise.keras"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 CARD_VERSION = 1
 
@@ -86,17 +86,27 @@ def read_card(folder) -> Dict:
     return card
 
 
+def _check_file(path: Path, want, card_path: Path) -> None:
+    if not path.is_file():
+        raise RecipeError(f"{path}: missing (the card {card_path} describes it)")
+    got = sha256(path)
+    if got != want:
+        raise RecipeError(f"{path}: SHA-256 {got[:12]}… does not match {CARD_FILE} ({str(want)[:12]}…); "
+                          f"the file was changed or corrupted — restore it or re-publish the encoder")
+
+
 def verify(folder) -> Dict:
-    """Read the card and check ``encoder.keras`` against its SHA-256; returns the card."""
+    """Read the card and check ``encoder.keras`` (and ``denoise.keras``, the denoising decoder, where the card
+    lists one) against its SHA-256; returns the card."""
     folder = Path(folder)
     card = read_card(folder)
-    weights = folder / ENCODER_FILE
-    if not weights.is_file():
-        raise RecipeError(f"{weights}: missing (the card {folder / CARD_FILE} describes it)")
-    got = sha256(weights)
-    if got != card["sha256"]:
-        raise RecipeError(f"{weights}: SHA-256 {got[:12]}… does not match {CARD_FILE} ({str(card['sha256'])[:12]}…); "
-                          f"the file was changed or corrupted — restore it or re-publish the encoder")
+    _check_file(folder / ENCODER_FILE, card["sha256"], folder / CARD_FILE)
+    den = card.get("denoiser")
+    if isinstance(den, dict):
+        _check_file(folder / DENOISER_FILE, den.get("sha256"), folder / CARD_FILE)
+    elif (folder / DENOISER_FILE).is_file():
+        raise RecipeError(f"{folder / DENOISER_FILE}: not listed in {folder / CARD_FILE} (no `denoiser:` with its "
+                          f"SHA-256) — remove it or re-publish the encoder")
     return card
 
 
@@ -161,7 +171,8 @@ def architecture_of(rep) -> dict:
 
 
 def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
-    """Copy ``<run>/encoder`` into ``<dest>/<name>`` with a card (refuses an existing destination)."""
+    """Copy ``<run>/encoder`` into ``<dest>/<name>`` with a card (refuses an existing destination); the denoising
+    decoder the encoder was trained with (``denoise.keras``) goes with it where the run saved one."""
     from umsrep import __version__
     from umsrep.recipe import load_recipe
 
@@ -209,6 +220,11 @@ def publish(run_dir, name: str, dest=None, description: str = "") -> Path:
         shutil.copy2(enc / ENCODER_FILE, out / ENCODER_FILE)
         card["sha256"] = sha256(out / ENCODER_FILE)
         card["size_bytes"] = (out / ENCODER_FILE).stat().st_size
+        if (enc / DENOISER_FILE).is_file():  # image -> denoised image with the encoder (the baseline's input)
+            shutil.copy2(enc / DENOISER_FILE, out / DENOISER_FILE)
+            card["denoiser"] = {"file": DENOISER_FILE, "decoder": getattr(rep, "decoder", None),
+                                "sha256": sha256(out / DENOISER_FILE),
+                                "size_bytes": (out / DENOISER_FILE).stat().st_size}
         write_text(out / CARD_FILE, yaml.safe_dump(card, sort_keys=False, allow_unicode=True))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)

@@ -669,9 +669,6 @@ class Recipe(Strict):
         if rep.trainable is False and not all(STRATEGIES.get(k).freezes_encoder for k in [st.kind, *st.compare]):
             raise ValueError("representation.trainable: false freezes the encoder, which only the independent "
                              "strategy does; use strategy.kind: independent")
-        if self.baseline and rep.kind == "pretrained":
-            raise ValueError("baseline: true rebuilds the representation's architecture from the recipe; with "
-                             "representation.kind: pretrained compare against random init with bench/reuse.py")
         if rep.training == "none" and rep.source is None and frozen and not rep.trainable:
             raise ValueError(f"strategy.kind: {st.kind} trains heads on a frozen encoder, but representation "
                              f"{rep.kind!r} is not trained first (train: none); use joint or alternating, set "

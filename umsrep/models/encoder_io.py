@@ -1,7 +1,8 @@
 """Saving and loading a UMS-Rep encoder together with the preprocessing it expects.
 
 An encoder folder holds ``encoder.keras`` and ``preprocessing.json`` (modality, image size, channels,
-normalization and its statistics); a pretrained one (:mod:`umsrep.pretrained`) holds ``card.yaml`` instead, whose
+normalization and its statistics), and ``denoise.keras`` — the denoising decoder it was trained with — when the
+representation learned by denoising; a pretrained one (:mod:`umsrep.pretrained`) holds ``card.yaml`` instead, whose
 ``preprocessing`` section says the same and whose SHA-256 is checked. Loading into a recipe checks them: reusing
 an encoder with a different modality or preprocessing is a classic silent failure, so it is refused with a clear
 message.
@@ -16,12 +17,16 @@ from pathlib import Path
 from umsrep.errors import RecipeError
 from umsrep.io import save_keras, write_json
 
-ENCODER_FILE, PREPROC_FILE = "encoder.keras", "preprocessing.json"
+ENCODER_FILE, PREPROC_FILE, DENOISER_FILE = "encoder.keras", "preprocessing.json", "denoise.keras"
 
 
-def save_encoder(encoder, folder, preprocessing: dict):
+def save_encoder(encoder, folder, preprocessing: dict, denoise_head=None):
+    """``denoise_head``: the denoising decoder trained with this encoder (saved beside it as ``denoise.keras``, so
+    the encoder travels with the denoiser it was made with)."""
     folder = Path(folder)
     save_keras(encoder, folder / ENCODER_FILE)
+    if denoise_head is not None:
+        save_keras(denoise_head, folder / DENOISER_FILE)
     write_json(folder / PREPROC_FILE, preprocessing)
 
 
@@ -71,7 +76,13 @@ def read_preprocessing(path, recipe=None, where=None, warn=None):
     where = where or ("representation.name" if kind == "pretrained" else "representation.init_from")
     if kind == "pretrained" or (Path(path) / pretrained.CARD_FILE).is_file():
         folder = pretrained.resolve(str(path), where)
-        pre = dict(pretrained.verify(folder)["preprocessing"])
+        card = pretrained.verify(folder)
+        pre = dict(card["preprocessing"])
+        arch = card.get("architecture")
+        if getattr(recipe, "baseline", False) and not (isinstance(arch, dict) and arch.get("kind")):
+            raise RecipeError(f"baseline: true rebuilds the encoder's architecture from scratch, and the card of "
+                              f"{path} names none (`architecture:`); re-publish it, or compare against random "
+                              "init with bench/reuse.py")
     else:
         folder = find_encoder_folder(path, where)
         try:
@@ -122,3 +133,22 @@ def with_input_shape(encoder, shape, source="encoder"):
         raise RecipeError(f"{source}: the encoder cannot be rebuilt for {shape[0]}x{shape[1]} inputs ({e})") from None
     rebuilt.set_weights(encoder.get_weights())
     return rebuilt
+
+
+def load_denoiser(path, recipe=None, warn=None):
+    """image -> denoised image: the saved encoder ``path`` (as :func:`load_encoder` finds it) with the denoising
+    decoder it was trained with (``denoise.keras`` beside it; a pretrained card's SHA-256 covers it). None when
+    the folder has no denoiser (a supervised encoder, or one saved before denoisers were kept)."""
+    from umsrep.io import load_keras
+    from umsrep.models.pyramid import attach_one, fits
+
+    folder, _ = read_preprocessing(path, recipe, warn=lambda msg: None)  # load_encoder below warns once
+    if not (folder / DENOISER_FILE).is_file():
+        return None
+    encoder, _ = load_encoder(path, recipe, warn=warn)
+    head = load_keras(folder / DENOISER_FILE, "denoising decoder")
+    if not fits(head, encoder):
+        size = "x".join(str(v) for v in encoder.input_shape[1:3])
+        raise RecipeError(f"{folder / DENOISER_FILE}: the denoising decoder was saved for other feature shapes than "
+                          f"the encoder gives at {size} (data.image_size); use the image size it was trained at")
+    return attach_one(encoder, head)

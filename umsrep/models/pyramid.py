@@ -44,6 +44,18 @@ def head_inputs(head, feats, image):
     return [image if _input_name(t) == IMAGE else feats[int(_input_name(t)[1:])] for t in head.inputs]
 
 
+def fits(head, encoder) -> bool:
+    """Whether ``head`` (saved with some encoder) reads exactly the shapes ``encoder`` gives (levels and image)."""
+    spec = pyramid_spec(encoder)
+    for t in head.inputs:
+        name = _input_name(t)
+        level = None if name == IMAGE else int(name[1:])
+        want = tuple(encoder.input_shape[1:]) if level is None else spec[level] if level < len(spec) else None
+        if tuple(t.shape[1:]) != want:
+            return False
+    return True
+
+
 def _apply(head, feats, image):
     args = head_inputs(head, feats, image)
     return head(args if len(args) > 1 else args[0])

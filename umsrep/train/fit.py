@@ -26,12 +26,12 @@ from umsrep.io import save_keras
 from umsrep.models import HEADS, ImageSpec
 from umsrep.models import build_encoder as build_encoder_model
 from umsrep.models import build_head as build_head_model
-from umsrep.models.encoder_io import load_encoder, preprocessing_of, save_encoder
+from umsrep.models.encoder_io import DENOISER_FILE, load_denoiser, load_encoder, preprocessing_of, save_encoder
 from umsrep.models.flops import count_flops, count_parameters
 from umsrep.models.losses import LOSSES, build_loss
 from umsrep.models.pyramid import attach, attach_one, pyramid_spec
 from umsrep.recipe import Recipe, dump_recipe, task_head
-from umsrep.registry import STRATEGIES
+from umsrep.registry import ENCODERS, STRATEGIES
 from umsrep.rundir import RunDir
 from umsrep.train.checkpoint import Checkpoints
 from umsrep.train.distribute import make_strategy
@@ -41,11 +41,24 @@ from umsrep.transforms import augmentation, log_augmentation
 from umsrep.transforms.compose import preview_sets, write_previews
 
 
-def build_encoder(recipe, mean, std, name="encoder"):
-    """The recipe's encoder architecture, freshly initialised, with its normalisation statistics."""
+def build_encoder(recipe, mean, std, name="encoder", settings=None):
+    """The recipe's encoder architecture (or ``settings``'), freshly initialised, with its normalisation
+    statistics."""
     d = recipe.data
     image = ImageSpec((*d.image_size, d.channels), d.normalization, mean, std, d.lowpass_sigma)
-    return build_encoder_model(recipe.representation, image, name=name)
+    return build_encoder_model(settings or recipe.representation, image, name=name)
+
+
+def baseline_architecture(recipe):
+    """The encoder settings the baseline rebuilds from scratch: the recipe's representation, or for a pretrained
+    encoder the architecture its card names."""
+    rep = recipe.representation
+    if rep.kind != "pretrained":
+        return rep
+    from umsrep import pretrained
+
+    arch = pretrained.read_card(pretrained.resolve(rep.source))["architecture"]
+    return ENCODERS.get(arch["kind"]).Settings.model_validate(arch)
 
 
 #: a validation split smaller than this is reported as too small to steer training alone
@@ -141,7 +154,7 @@ def _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, st
     stages["representation"] = {**res.to_dict(), "parameters": count_parameters(model), "kind": rep.kind}
     if rep.training == "supervised":
         stages["representation"]["task"] = tname
-    save_encoder(encoder, run.encoder_dir, pre)
+    save_encoder(encoder, run.encoder_dir, pre, denoise_head=heads.get("denoise"))
     return encoder, pre
 
 
@@ -177,16 +190,28 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
 
 def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
     """The paper's baseline: a separate model per task (a freshly initialised encoder of the same architecture +
-    the same head, all trainable) trained on images denoised by the representation's denoising autoencoder.
+    the same head, all trainable) trained on images denoised by the representation's denoising autoencoder — the
+    one trained in this run, or the denoiser saved with a loaded encoder (``denoise.keras``; without one, the
+    separate models read the images as they are, and the log says so).
 
     Returns ``({task: image -> output model}, {model: {time, parameters, ...}})``; the denoiser counts as one
-    of the baseline's models with the representation stage's training time (same architecture and training)."""
+    of the baseline's models with its representation stage's training time (same architecture and training)."""
     size, ch = tuple(recipe.data.image_size), recipe.data.channels
-    denoiser = attach_one(encoder, heads["denoise"]) if "denoise" in heads else None
+    rep = recipe.representation
+    arch = baseline_architecture(recipe)
     models, costs = {}, {}
-    if denoiser is not None:
-        # a loaded encoder (init_from) was not trained here: its training time is unknown, counted as 0
+    if "denoise" in heads:
+        denoiser = attach_one(encoder, heads["denoise"])
         rep_stage = stages.get("representation", {"wall_time_s": 0.0, "epochs_run": 0})
+    else:
+        denoiser = load_denoiser(rep.source, recipe, warn=lambda msg: None) if rep.source else None
+        # a loaded encoder's training time is its card's (pretrained), else unknown: counted as 0
+        trained = _card_training(rep) if denoiser is not None else {}
+        rep_stage = {"wall_time_s": trained.get("wall_time_s") or 0.0, "epochs_run": trained.get("epochs_run") or 0}
+        if rep.source and denoiser is None:
+            log(f"baseline: {rep.source} has no denoising decoder ({DENOISER_FILE}): the separate models read the "
+                "images as they are")
+    if denoiser is not None:
         costs["denoiser"] = {"wall_time_s": rep_stage["wall_time_s"], "epochs_run": rep_stage["epochs_run"],
                              "parameters": {"trainable": count_parameters(denoiser)["total"],
                                             "total": count_parameters(denoiser)["total"]}}
@@ -196,8 +221,9 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         if denoiser is not None:
             x_tr, x_va = pipeline.predict(clean, x_tr), pipeline.predict(clean, x_va) if len(x_va) else x_va
         # same architecture, random init, its own normalisation statistics from its (denoised) training images
-        enc = build_encoder(recipe, float(x_tr.mean()), float(x_tr.std()), name=f"baseline_{name}_encoder")
-        head = build_head(name, task, pyramid_spec(enc), size, recipe.representation.kind, ch)
+        enc = build_encoder(recipe, float(x_tr.mean()), float(x_tr.std()), name=f"baseline_{name}_encoder",
+                            settings=arch)
+        head = build_head(name, task, pyramid_spec(enc), size, arch.kind, ch)
         model = attach_one(enc, head)
         log(f"baseline model {name!r}: {model.count_params():,} parameters, trained from scratch"
             + (" on denoised images" if denoiser is not None else ""))
@@ -211,6 +237,15 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         models[name] = keras.Model(image, model(denoiser(image) if denoiser is not None else image),
                                    name=f"baseline_{name}")
     return models, costs
+
+
+def _card_training(rep) -> dict:
+    """A pretrained encoder's ``training`` section of its card ({} for an encoder loaded from a run folder)."""
+    if rep.kind != "pretrained":
+        return {}
+    from umsrep import pretrained
+
+    return pretrained.read_card(pretrained.resolve(rep.source)).get("training") or {}
 
 
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
@@ -301,8 +336,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
                                 "parameters": {"total": count_parameters(full)["total"]}}
         if recipe.baseline:
             restore_representation()
-            log("--- baseline: one separate model per task, random init"
-                + (", on denoised images" if "denoise" in rep_heads else ""))
+            log("--- baseline: one separate model per task, random init")
             base_models, costs = _baseline(recipe, encoder, rep_heads, tasks, stages, strategy, stage_log, log, ckpt)
             outcomes["baseline"] = {}
             results["baseline"] = evaluate_model(base_models, recipe, tasks, rep_source,
