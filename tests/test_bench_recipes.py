@@ -143,3 +143,44 @@ def test_measure_grid_scores_every_combination_on_the_run(tiny_run, tmp_path):
         "mae", "n", "n_missing_true")) and ev["n_missing_true"] > 0
     with pytest.raises(Exception, match="region"):
         grid.main([str(run), "thick", "--set", "region=2"])
+
+
+def test_hard_cases_finds_the_images_every_run_fails(tiny_run, tmp_path, capsys):
+    """bench/hard_cases.py over two runs of one split: the per-run means are the runs' test Dice, the hard images
+    are those below the threshold in both, each run's mean without them is recomputed by hand; runs that
+    predicted other images are refused."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from umsrep.evaluate.metrics import dice_per_image
+    from umsrep.evaluate.predictions import read_split, write_split
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other)
+    pred = other / "predictions" / "independent" / "test.npz"
+    p = read_split(pred)
+    p["lesion.labels"] = np.zeros_like(p["lesion.labels"])  # this "run" finds no lesion anywhere
+    write_split(pred, p)
+    hard = next(_bench_module("hard_cases"))
+    out = tmp_path / "hard.json"
+    hard.main([str(tiny_run), str(other), "lesion", "--label-task", "diagnosis", "--below", "0.5",
+               "--out", str(out)])
+    r = json.loads(out.read_text())
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert r["mean"][0] == round(metrics["tasks"]["lesion"]["test"]["dice"], 4)
+    has = p["lesion.has_truth"].astype(bool)
+    first = dice_per_image(p["lesion.truth"][has], read_split(tiny_run / "predictions" / "independent" /
+                                                              "test.npz")["lesion.labels"][has], 1)
+    second = dice_per_image(p["lesion.truth"][has], p["lesion.labels"][has], 1)
+    is_hard = (first < 0.5) & (second < 0.5)
+    assert r["n_hard"] == int(is_hard.sum()) and 0 < r["n_hard"] < len(first)  # the empty masks score 1 in both
+    assert r["mean_without_hard"] == [round(float(first[~is_hard].mean()), 4), round(float(second[~is_hard].mean()), 4)]
+    names = list(p["lesion.names"][has])
+    assert [h["name"] for h in r["hard"]] == [names[i] for i in np.flatnonzero(is_hard)]
+    assert all(h["label"] in ("benign", "malignant", "normal") and h["true_mask_fraction"] > 0 for h in r["hard"])
+    p["lesion.names"] = p["lesion.names"][::-1]  # another split
+    write_split(pred, p)
+    with pytest.raises(SystemExit, match="not the same split"):
+        hard.main([str(tiny_run), str(other), "lesion"])
