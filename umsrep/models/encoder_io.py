@@ -16,8 +16,9 @@ from pathlib import Path
 
 from umsrep.errors import RecipeError
 from umsrep.io import save_keras, write_json
+from umsrep.pretrained import DENOISER_FILE, ENCODER_FILE
 
-ENCODER_FILE, PREPROC_FILE, DENOISER_FILE = "encoder.keras", "preprocessing.json", "denoise.keras"
+PREPROC_FILE = "preprocessing.json"
 
 
 def save_encoder(encoder, folder, preprocessing: dict, denoise_head=None):
