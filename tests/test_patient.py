@@ -234,3 +234,12 @@ def test_evaluate_patients_with_a_stand_in_for_the_heads(tmp_path):
     section = md.split("## Patient-level tasks", 1)[1]
     row = next(line for line in section.splitlines() if line.startswith("| dx |"))
     assert "| 6 | 1.0000 |" in row and row.endswith("| 1.0000 |")     # test groups, accuracy; true-mask accuracy
+
+
+def test_train_features_true_may_be_written_unquoted():
+    """`train_features: true` unquoted in YAML (a recipe or `--set patient.train_features=true`) is the boolean
+    true: read as the option "true", not refused; other values still are."""
+    assert PatientConfig(**{**CFG, "train_features": True}).train_features == "true"
+    assert PatientConfig(**{**CFG, "train_features": "true"}).train_features == "true"
+    with pytest.raises(ValueError, match="train_features"):
+        PatientConfig(**{**CFG, "train_features": False})

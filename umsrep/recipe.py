@@ -527,6 +527,11 @@ class PatientConfig(Strict):
     train_features: Literal["predicted", "true"] = Field(
         "predicted", description="features of the training groups from predicted or from true masks")
 
+    @field_validator("train_features", mode="before")
+    @classmethod
+    def _true_unquoted(cls, v):
+        return "true" if v is True else v  # YAML reads an unquoted `true` (in a recipe or --set) as a boolean
+
     @model_validator(mode="after")
     def _frames(self):
         if (self.frames is None) != (self.frame_column is None):
