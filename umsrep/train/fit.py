@@ -195,26 +195,30 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
     separate models read the images as they are, and the log says so).
 
     Returns ``({task: image -> output model}, {model: {time, parameters, ...}})``; the denoiser counts as one
-    of the baseline's models with its representation stage's training time (same architecture and training)."""
+    of the baseline's models with the representation stage's training time when this run trained it (UMS-Rep's
+    time counts that stage too), and with none when it was loaded (neither side counts a pretraining; its card's
+    time is kept as ``pretrained_wall_time_s``)."""
     size, ch = tuple(recipe.data.image_size), recipe.data.channels
     rep = recipe.representation
     arch = baseline_architecture(recipe)
     models, costs = {}, {}
     if "denoise" in heads:
         denoiser = attach_one(encoder, heads["denoise"])
-        rep_stage = stages.get("representation", {"wall_time_s": 0.0, "epochs_run": 0})
+        trained = stages.get("representation", {})
+        rep_stage = {"wall_time_s": trained.get("wall_time_s", 0.0), "epochs_run": trained.get("epochs_run", 0)}
     else:
         denoiser = load_denoiser(rep.source, recipe, warn=lambda msg: None) if rep.source else None
-        # a loaded encoder's training time is its card's (pretrained), else unknown: counted as 0
+        # a loaded denoiser was trained with the loaded encoder, before this run: that pretraining is counted on
+        # neither side (UMS-Rep does not count the encoder's either); a card's time is recorded beside it
         trained = _card_training(rep) if denoiser is not None else {}
-        rep_stage = {"wall_time_s": trained.get("wall_time_s") or 0.0, "epochs_run": trained.get("epochs_run") or 0}
+        rep_stage = {"wall_time_s": 0.0, "epochs_run": 0,
+                     **({"pretrained_wall_time_s": trained["wall_time_s"]} if trained.get("wall_time_s") else {})}
         if rep.source and denoiser is None:
             log(f"baseline: {rep.source} has no denoising decoder ({DENOISER_FILE}): the separate models read the "
                 "images as they are")
     if denoiser is not None:
-        costs["denoiser"] = {"wall_time_s": rep_stage["wall_time_s"], "epochs_run": rep_stage["epochs_run"],
-                             "parameters": {"trainable": count_parameters(denoiser)["total"],
-                                            "total": count_parameters(denoiser)["total"]}}
+        costs["denoiser"] = {**rep_stage, "parameters": {"trainable": count_parameters(denoiser)["total"],
+                                                         "total": count_parameters(denoiser)["total"]}}
         clean = tf.function(lambda x: denoiser(x, training=False), reduce_retracing=True)
     for i, (name, task) in enumerate(recipe.tasks.items()):
         (x_tr, y_tr), (x_va, y_va) = tasks[name].arrays("train"), tasks[name].arrays("val")
