@@ -55,9 +55,7 @@ def baseline_architecture(recipe):
     rep = recipe.representation
     if rep.kind != "pretrained":
         return rep
-    from umsrep import pretrained
-
-    arch = pretrained.read_card(pretrained.resolve(rep.source))["architecture"]
+    arch = _card(rep)["architecture"]
     return ENCODERS.get(arch["kind"]).Settings.model_validate(arch)
 
 
@@ -210,7 +208,7 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         denoiser = load_denoiser(rep.source, recipe, warn=lambda msg: None) if rep.source else None
         # a loaded denoiser was trained with the loaded encoder, before this run: that pretraining is counted on
         # neither side (UMS-Rep does not count the encoder's either); a card's time is recorded beside it
-        trained = _card_training(rep) if denoiser is not None else {}
+        trained = (_card(rep).get("training") or {}) if denoiser is not None else {}
         rep_stage = {"wall_time_s": 0.0, "epochs_run": 0,
                      **({"pretrained_wall_time_s": trained["wall_time_s"]} if trained.get("wall_time_s") else {})}
         if rep.source and denoiser is None:
@@ -243,13 +241,13 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
     return models, costs
 
 
-def _card_training(rep) -> dict:
-    """A pretrained encoder's ``training`` section of its card ({} for an encoder loaded from a run folder)."""
+def _card(rep) -> dict:
+    """A pretrained encoder's card ({} for an encoder built here or loaded from a run folder)."""
     if rep.kind != "pretrained":
         return {}
     from umsrep import pretrained
 
-    return pretrained.read_card(pretrained.resolve(rep.source)).get("training") or {}
+    return pretrained.read_card(pretrained.resolve(rep.source))
 
 
 def fit(recipe: Recipe, run: RunDir, log=print) -> dict:
@@ -388,8 +386,4 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
 def encoder_identity(rep) -> dict:
     """For a run from a pretrained encoder, the SHA-256 of the encoder it loaded (from its card, verified at load):
     a shipped name such as ``cmr-cdae`` can be republished, the hash says which version a run started from."""
-    if rep.kind != "pretrained":
-        return {}
-    from umsrep import pretrained
-
-    return {"encoder_sha256": pretrained.read_card(pretrained.resolve(rep.source))["sha256"]}
+    return {"encoder_sha256": _card(rep)["sha256"]} if rep.kind == "pretrained" else {}
