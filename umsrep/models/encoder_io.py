@@ -97,9 +97,14 @@ def read_preprocessing(path, recipe=None, where=None, warn=None):
 
 def load_encoder(path, recipe=None, warn=None):
     """Load an encoder (see :func:`read_preprocessing`); with ``recipe``, refuse a modality/preprocessing mismatch."""
+    folder, pre = read_preprocessing(path, recipe, warn=warn)
+    return _encoder_in(folder, pre, recipe)
+
+
+def _encoder_in(folder, pre, recipe=None):
+    """The encoder of a folder :func:`read_preprocessing` has checked, fitted to ``recipe``'s image size."""
     from umsrep.io import load_keras  # registers the custom layers, loads in safe mode, one-line errors
 
-    folder, pre = read_preprocessing(path, recipe, warn=warn)
     encoder = load_keras(folder / ENCODER_FILE, "encoder")
     if recipe is not None:
         size = (*recipe.data.image_size, recipe.data.channels)
@@ -143,10 +148,10 @@ def load_denoiser(path, recipe=None, warn=None):
     from umsrep.io import load_keras
     from umsrep.models.pyramid import attach_one, fits
 
-    folder, _ = read_preprocessing(path, recipe, warn=lambda msg: None)  # load_encoder below warns once
+    folder, pre = read_preprocessing(path, recipe, warn=warn)
     if not (folder / DENOISER_FILE).is_file():
         return None
-    encoder, _ = load_encoder(path, recipe, warn=warn)
+    encoder, _ = _encoder_in(folder, pre, recipe)
     head = load_keras(folder / DENOISER_FILE, "denoising decoder")
     if not fits(head, encoder):
         size = "x".join(str(v) for v in encoder.input_shape[1:3])
