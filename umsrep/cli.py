@@ -47,6 +47,10 @@ def cmd_validate(args) -> int:
         _, pre = read_preprocessing(r.representation.source, r)
         for name, t in r.tasks.items():  # the heads, for the loaded encoder's architecture
             task_head(name, t, pre.get("kind"), args.recipe)
+        if r.baseline:  # the baseline's denoiser must fit the recipe's image size
+            from umsrep.models.encoder_io import load_denoiser
+
+            load_denoiser(r.representation.source, r, warn=lambda msg: None)
     tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} class{'es' if len(t.classes) != 1 else ''})"
                       for n, t in r.tasks.items())
     _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
