@@ -132,6 +132,41 @@ def test_decay_schedules_warm_up_then_decay_to_min(kind):
     assert again.on_epoch_begin(7, None) == lrs[6]
 
 
+def test_early_stop_says_when_a_decaying_rate_had_much_left():
+    """An early stop while a decaying schedule is still at >= 1/4 of its peak says so (and how to keep it running);
+    a constant rate or one already decayed stops silently as before, and min_epochs still holds the stop back."""
+    from types import SimpleNamespace
+
+    from umsrep.settings import EarlyStoppingConfig
+    from umsrep.train.handlers.early_stopping import EarlyStopping
+
+    cls = SCHEDULES.get("cosine")
+    sched = cls(cls.Settings(warmup_epochs=2), initial_lr=1e-3, epochs=80)
+
+    def train(rate, min_epochs=0):  # the validation loss improves for 25 epochs, then never again (ACDC seed 44)
+        logs = []
+        stage = SimpleNamespace(name="joint", stop=False, history=[], log=logs.append,
+                                monitored=lambda: 1.0, monitored_metric=lambda: None,
+                                trainer=SimpleNamespace(model=SimpleNamespace(get_weights=lambda: [])))
+        es = EarlyStopping(EarlyStoppingConfig(patience=15, min_epochs=min_epochs))
+        for epoch in range(1, 81):
+            stage.monitored = (lambda e=epoch: 1.0 / min(e, 25))
+            rec = {"epoch": epoch, "lr": rate(epoch)}
+            stage.history.append(rec)
+            es.on_epoch_end(stage, rec)
+            if stage.stop:
+                return epoch, logs
+        return None, logs
+
+    epoch, logs = train(lambda e: sched.on_epoch_begin(e, None))
+    assert epoch == 40 and len(logs) == 1 and "best epoch 25" in logs[0]
+    left = sched.on_epoch_begin(40, None) / 1e-3  # about half the peak, 40 epochs into a cosine over 80
+    assert 0.4 < left < 0.6 and f"still {left:.0%} of its peak" in logs[0] and "min_epochs" in logs[0]
+    assert not train(lambda e: 1e-3)[1][0].count("peak")  # constant rate: nothing to say
+    epoch, logs = train(lambda e: sched.on_epoch_begin(e, None), min_epochs=70)
+    assert epoch == 70 and "peak" not in logs[0]  # held back until the rate had decayed below 1/4
+
+
 def test_schedule_fields_are_validated_by_kind():
     base = {"name": "t", "modality": "us", "data": {"root": "x"},
             "tasks": {"seg": {"type": "segmentation", "classes": ["a"], "lr_schedule": {"kind": "cosine",

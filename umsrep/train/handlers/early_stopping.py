@@ -43,7 +43,22 @@ class EarlyStopping(Handler):
             self.since_best += 1
         if self.cfg and self.since_best >= self.cfg.patience and record["epoch"] >= self.min_epochs:
             self.stopped_early = stage.stop = True
-            stage.log(f"[{stage.name}] early stop at epoch {record['epoch']} (best epoch {self.best_epoch})")
+            stage.log(f"[{stage.name}] early stop at epoch {record['epoch']} (best epoch {self.best_epoch})"
+                      + _rate_left(stage.history, record))
+
+
+def _rate_left(history, record) -> str:
+    """A note when a decaying learning rate is stopped with much of it left (still >= 1/4 of its peak, and below
+    it): a long cosine schedule cut off early never reaches the low rates where it gains most (ACDC, 80 epochs:
+    docs/results.md). Empty for a constant rate, or one already decayed."""
+    key = "lr" if "lr" in record else next((k for k in record if k.startswith("lr/")), None)
+    if key is None:
+        return ""
+    peak = max([r.get(key) or 0.0 for r in history] + [record[key]])
+    if not 0.25 * peak <= record[key] < 0.99 * peak:
+        return ""
+    return (f"; the learning rate was still {record[key] / peak:.0%} of its peak — early_stopping.min_epochs keeps "
+            "a decaying schedule running")
 
     def on_stage_end(self, stage):
         if self.cfg and self.cfg.restore_best and self.best_weights is not None:
