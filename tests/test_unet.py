@@ -133,38 +133,52 @@ def test_decay_schedules_warm_up_then_decay_to_min(kind):
 
 
 def test_early_stop_says_when_a_decaying_rate_had_much_left():
-    """An early stop while a decaying schedule is still at >= 1/4 of its peak says so (and how to keep it running);
-    a constant rate or one already decayed stops silently as before, and min_epochs still holds the stop back."""
+    """An early stop while a planned decay (cosine, poly) is still at >= 1/4 of its peak says so (and how to keep it
+    running); a constant rate, a plateau schedule (which lowers the rate because progress stalled) or a rate
+    already decayed stop silently as before, and min_epochs still holds the stop back. The best epoch's weights
+    are restored and kept in the state as before."""
     from types import SimpleNamespace
 
-    from umsrep.settings import EarlyStoppingConfig
+    from umsrep.settings import EarlyStoppingConfig, TrainConfig
+    from umsrep.train.handlers import default_handlers
     from umsrep.train.handlers.early_stopping import EarlyStopping
 
     cls = SCHEDULES.get("cosine")
     sched = cls(cls.Settings(warmup_epochs=2), initial_lr=1e-3, epochs=80)
 
-    def train(rate, min_epochs=0):  # the validation loss improves for 25 epochs, then never again (ACDC seed 44)
-        logs = []
-        stage = SimpleNamespace(name="joint", stop=False, history=[], log=logs.append,
+    def train(rate, min_epochs=0, planned=True):  # validation improves for 25 epochs, then never (ACDC seed 44)
+        logs, restored = [], []
+        model = SimpleNamespace(get_weights=lambda: [np.full(2, stage.epoch)], set_weights=restored.append)
+        stage = SimpleNamespace(name="joint", stop=False, history=[], log=logs.append, epoch=0,
                                 monitored=lambda: 1.0, monitored_metric=lambda: None,
-                                trainer=SimpleNamespace(model=SimpleNamespace(get_weights=lambda: [])))
-        es = EarlyStopping(EarlyStoppingConfig(patience=15, min_epochs=min_epochs))
+                                trainer=SimpleNamespace(model=model))
+        es = EarlyStopping(EarlyStoppingConfig(patience=15, min_epochs=min_epochs), planned_decay=planned)
         for epoch in range(1, 81):
+            stage.epoch = epoch
             stage.monitored = (lambda e=epoch: 1.0 / min(e, 25))
             rec = {"epoch": epoch, "lr": rate(epoch)}
             stage.history.append(rec)
             es.on_epoch_end(stage, rec)
             if stage.stop:
-                return epoch, logs
-        return None, logs
+                break
+        es.on_stage_end(stage)
+        assert es.get_state()["best_epoch"] == 25 and restored[0][0][0] == 25  # the best epoch's weights
+        return epoch, logs
 
-    epoch, logs = train(lambda e: sched.on_epoch_begin(e, None))
+    cosine = lambda e: sched.on_epoch_begin(e, None)  # noqa: E731
+    epoch, logs = train(cosine)
     assert epoch == 40 and len(logs) == 1 and "best epoch 25" in logs[0]
-    left = sched.on_epoch_begin(40, None) / 1e-3  # about half the peak, 40 epochs into a cosine over 80
+    left = cosine(40) / 1e-3  # about half the peak, 40 epochs into a cosine over 80
     assert 0.4 < left < 0.6 and f"still {left:.0%} of its peak" in logs[0] and "min_epochs" in logs[0]
-    assert not train(lambda e: 1e-3)[1][0].count("peak")  # constant rate: nothing to say
-    epoch, logs = train(lambda e: sched.on_epoch_begin(e, None), min_epochs=70)
+    assert "peak" not in train(lambda e: 1e-3)[1][0]  # constant rate: nothing to say
+    assert "peak" not in train(cosine, planned=False)[1][0]  # a plateau schedule's cut is not a plan cut short
+    epoch, logs = train(cosine, min_epochs=70)
     assert epoch == 70 and "peak" not in logs[0]  # held back until the rate had decayed below 1/4
+    # the handlers of a stage know which schedules decay by plan
+    for kind, planned in [("cosine", True), ("poly", True), ("plateau", False), ("constant", False)]:
+        cfg = TrainConfig.model_validate({"lr_schedule": {"kind": kind}, "early_stopping": {"patience": 3}})
+        (es,) = [h for h in default_handlers(cfg) if isinstance(h, EarlyStopping)]
+        assert es.planned_decay is planned, kind
 
 
 def test_schedule_fields_are_validated_by_kind():

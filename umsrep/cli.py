@@ -38,19 +38,25 @@ def _quiet_python_logs() -> None:
     warnings.filterwarnings("ignore", module=r"(tensorflow|keras|absl|tf2onnx|onnx|google)(\.|$)")
 
 
+def _check_source(recipe) -> dict:
+    """The encoder ``representation.source`` loads — and with ``baseline: true`` the denoiser saved with it — fit the
+    recipe (preprocessing, image size): a one-line error before anything is written. Returns its preprocessing."""
+    from umsrep.models.encoder_io import load_denoiser, read_preprocessing
+
+    _, pre = read_preprocessing(recipe.representation.source, recipe)
+    if recipe.baseline:  # the baseline denoises its images with it (fit.py _baseline loads it again there)
+        load_denoiser(recipe.representation.source, recipe, warn=lambda msg: None)
+    return pre
+
+
 def cmd_validate(args) -> int:
-    from umsrep.models.encoder_io import read_preprocessing
     from umsrep.recipe import load_recipe, task_head
 
     r = load_recipe(args.recipe, args.set)
     if r.representation.source:
-        _, pre = read_preprocessing(r.representation.source, r)
+        pre = _check_source(r)
         for name, t in r.tasks.items():  # the heads, for the loaded encoder's architecture
             task_head(name, t, pre.get("kind"), args.recipe)
-        if r.baseline:  # the baseline's denoiser must fit the recipe's image size
-            from umsrep.models.encoder_io import load_denoiser
-
-            load_denoiser(r.representation.source, r, warn=lambda msg: None)
     tasks = ", ".join(f"{n} ({t.type}, {len(t.classes)} class{'es' if len(t.classes) != 1 else ''})"
                       for n, t in r.tasks.items())
     _log(f"{args.recipe}: valid recipe {r.name!r} — modality {r.modality}, representation "
@@ -94,7 +100,6 @@ def _with_seeds(recipe, text):
 
 def cmd_fit(args) -> int:
     from umsrep.errors import RecipeError
-    from umsrep.models.encoder_io import read_preprocessing
     from umsrep.recipe import load_recipe, resolve_paths
 
     if args.resume:
@@ -108,8 +113,8 @@ def cmd_fit(args) -> int:
         recipe, run = resolve_paths(load_recipe(args.recipe, args.set), Path(args.recipe).resolve().parent), None
     if args.seeds:
         recipe = _with_seeds(recipe, args.seeds)
-    if recipe.representation.source:  # refuse a mismatching encoder before anything is written
-        read_preprocessing(recipe.representation.source, recipe)
+    if recipe.representation.source:  # refuse a mismatching encoder (or baseline denoiser) before anything is written
+        _check_source(recipe)
     from umsrep.rundir import RunDir
     from umsrep.train.fit import fit
 

@@ -186,12 +186,11 @@ def _fine_tune(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, 
     plugin.fine_tune(ctx)
 
 
-def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None, loaded=None):
+def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, ckpt=None):
     """The paper's baseline: a separate model per task (a freshly initialised encoder of the same architecture +
     the same head, all trainable) trained on images denoised by the representation's denoising autoencoder — the
     one trained in this run, or the denoiser saved with a loaded encoder (``denoise.keras``; without one, the
-    separate models read the images as they are, and the log says so). ``loaded``: that saved denoiser, loaded
-    by :func:`_loaded_denoiser` before any training.
+    separate models read the images as they are, and the log says so).
 
     Returns ``({task: image -> output model}, {model: {time, parameters, ...}})``; the denoiser counts as one
     of the baseline's models with the representation stage's training time when this run trained it (UMS-Rep's
@@ -206,7 +205,7 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         trained = stages.get("representation", {})
         rep_stage = {"wall_time_s": trained.get("wall_time_s", 0.0), "epochs_run": trained.get("epochs_run", 0)}
     else:
-        denoiser = loaded
+        denoiser = load_denoiser(rep.source, recipe, warn=lambda msg: None) if rep.source else None
         # a loaded denoiser was trained with the loaded encoder, before this run: that pretraining is counted on
         # neither side (UMS-Rep does not count the encoder's either); a card's time is recorded beside it
         trained = (_card(rep).get("training") or {}) if denoiser is not None else {}
@@ -240,16 +239,6 @@ def _baseline(recipe, encoder, heads, tasks, stages, strategy, stage_log, log, c
         models[name] = keras.Model(image, model(denoiser(image) if denoiser is not None else image),
                                    name=f"baseline_{name}")
     return models, costs
-
-
-def _loaded_denoiser(recipe):
-    """The denoiser saved with a loaded encoder, for the baseline (None without one, or without the baseline):
-    loaded before training starts, so a denoiser that does not fit the recipe's image size is refused before
-    anything is trained or written."""
-    rep = recipe.representation
-    if not (recipe.baseline and rep.source):
-        return None
-    return load_denoiser(rep.source, recipe, warn=lambda msg: None)
 
 
 def _card(rep) -> dict:
@@ -315,7 +304,6 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
     kinds = [recipe.strategy.kind] + [k for k in dict.fromkeys(recipe.strategy.compare) if k != recipe.strategy.kind]
     approaches, outcomes, results = {}, {}, {}
     with strategy.scope():
-        denoiser = _loaded_denoiser(recipe)
         encoder, pre = _representation(recipe, run, rep_source, tasks, heads, stages, mean, std, strategy,
                                        stage_log, log, ckpt)
         rep_heads = dict(heads)
@@ -351,8 +339,7 @@ def _fit_one(recipe: Recipe, run: RunDir, log=print) -> dict:
         if recipe.baseline:
             restore_representation()
             log("--- baseline: one separate model per task, random init")
-            base_models, costs = _baseline(recipe, encoder, rep_heads, tasks, stages, strategy, stage_log, log, ckpt,
-                                          loaded=denoiser)
+            base_models, costs = _baseline(recipe, encoder, rep_heads, tasks, stages, strategy, stage_log, log, ckpt)
             outcomes["baseline"] = {}
             results["baseline"] = evaluate_model(base_models, recipe, tasks, rep_source,
                                                  approach_dir(run.path, "baseline"), log=log,

@@ -30,7 +30,11 @@ def default_handlers(cfg, *, log_dir=None, checkpoints=None) -> list:
 
     es = cfg.early_stopping
     out = [TensorBoard(log_dir)] if log_dir else []
-    out += [LRSchedule(cfg.lr_schedule, min_delta=es.min_delta if es else 0.0), EarlyStopping(es)]
+    from umsrep.registry import SCHEDULES
+
+    planned = SCHEDULES.get(cfg.lr_schedule.kind).planned_decay
+    out += [LRSchedule(cfg.lr_schedule, min_delta=es.min_delta if es else 0.0),
+            EarlyStopping(es, planned_decay=planned)]
     if checkpoints is not None:
         out.append(Checkpointing(checkpoints))
     return out

@@ -18,8 +18,9 @@ from umsrep.train.handlers.base import Handler
 class EarlyStopping(Handler):
     name = "early_stopping"
 
-    def __init__(self, cfg, mode: str = "min", min_epochs: int = 0):
+    def __init__(self, cfg, mode: str = "min", min_epochs: int = 0, planned_decay: bool = False):
         self.cfg = cfg
+        self.planned_decay = planned_decay  # the stage's schedule lowers the rate by plan (cosine, poly, step)
         self.sign = 1.0 if mode == "min" else -1.0
         self.min_epochs = max(min_epochs, getattr(cfg, "min_epochs", 0) or 0)
         self.use_metric = getattr(cfg, "monitor", "loss") == "metric"
@@ -44,21 +45,7 @@ class EarlyStopping(Handler):
         if self.cfg and self.since_best >= self.cfg.patience and record["epoch"] >= self.min_epochs:
             self.stopped_early = stage.stop = True
             stage.log(f"[{stage.name}] early stop at epoch {record['epoch']} (best epoch {self.best_epoch})"
-                      + _rate_left(stage.history, record))
-
-
-def _rate_left(history, record) -> str:
-    """A note when a decaying learning rate is stopped with much of it left (still >= 1/4 of its peak, and below
-    it): a long cosine schedule cut off early never reaches the low rates where it gains most (ACDC, 80 epochs:
-    docs/results.md). Empty for a constant rate, or one already decayed."""
-    key = "lr" if "lr" in record else next((k for k in record if k.startswith("lr/")), None)
-    if key is None:
-        return ""
-    peak = max([r.get(key) or 0.0 for r in history] + [record[key]])
-    if not 0.25 * peak <= record[key] < 0.99 * peak:
-        return ""
-    return (f"; the learning rate was still {record[key] / peak:.0%} of its peak — early_stopping.min_epochs keeps "
-            "a decaying schedule running")
+                      + (_rate_left(stage.history, record) if self.planned_decay else ""))
 
     def on_stage_end(self, stage):
         if self.cfg and self.cfg.restore_best and self.best_weights is not None:
@@ -78,3 +65,20 @@ def _rate_left(history, record) -> str:
 
     def set_arrays(self, arrays):
         self.best_weights = list(arrays) or None
+
+
+def _rate_left(history, record) -> str:
+    """A note when a planned decay of the learning rate is stopped with much of it left (still >= 1/4 of its peak,
+    and below it): a long cosine schedule cut off early never reaches the low rates where it gains most (ACDC, 80
+    epochs: docs/results.md). Empty when every rate is at its peak (warm-up, constant) or already low. With several
+    optimizers (``lr/<name>``), the one with the most left."""
+    left = []
+    for key in [k for k in record if k == "lr" or k.startswith("lr/")]:
+        now = record.get(key)
+        peak = max([r.get(key) or 0.0 for r in history] + [now or 0.0])
+        if now is not None and peak > 0 and 0.25 * peak <= now < 0.99 * peak:
+            left.append(now / peak)
+    if not left:
+        return ""
+    return (f"; the learning rate was still {max(left):.0%} of its peak — early_stopping.min_epochs keeps "
+            "a decaying schedule running")

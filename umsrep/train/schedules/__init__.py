@@ -23,7 +23,11 @@ from typing import Optional
 class Schedule:
     """Base: keeps the learning rate (``None`` = no change). ``epochs``: the stage's epochs; ``initial_lr``: the
     optimizer's learning rate before the first epoch. Whatever it must remember across epochs goes through
-    :meth:`get_state` / :meth:`set_state` (saved in the stage's checkpoints, so a resumed run continues it)."""
+    :meth:`get_state` / :meth:`set_state` (saved in the stage's checkpoints, so a resumed run continues it).
+    ``planned_decay``: the rate falls by plan over the stage's epochs, not in answer to the validation loss (an
+    early stop then cuts the plan short, and says so)."""
+
+    planned_decay = False
 
     def __init__(self, settings, initial_lr: float, epochs: int, min_delta: float = 0.0):
         self.settings = settings

@@ -15,6 +15,8 @@ from umsrep.train.schedules import Schedule, warmup_factor
 
 @SCHEDULES.register("cosine")
 class Cosine(Schedule):
+    planned_decay = True
+
     class Settings(ScheduleSettings):
         kind: Literal["cosine"] = "cosine"
         warmup_epochs: int = Field(0, ge=0, description="linear warm-up from lr / (warmup_epochs + 1)")

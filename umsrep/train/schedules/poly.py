@@ -14,6 +14,8 @@ from umsrep.train.schedules import Schedule, warmup_factor
 
 @SCHEDULES.register("poly")
 class Poly(Schedule):
+    planned_decay = True
+
     class Settings(ScheduleSettings):
         kind: Literal["poly"] = "poly"
         power: float = Field(0.9, gt=0)
