@@ -20,7 +20,7 @@ class EarlyStopping(Handler):
 
     def __init__(self, cfg, mode: str = "min", min_epochs: int = 0, planned_decay: bool = False):
         self.cfg = cfg
-        self.planned_decay = planned_decay  # the stage's schedule lowers the rate by plan (cosine, poly, step)
+        self.planned_decay = planned_decay  # the stage's schedule lowers the rate by plan (cosine, poly)
         self.sign = 1.0 if mode == "min" else -1.0
         self.min_epochs = max(min_epochs, getattr(cfg, "min_epochs", 0) or 0)
         self.use_metric = getattr(cfg, "monitor", "loss") == "metric"

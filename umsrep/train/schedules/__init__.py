@@ -7,6 +7,8 @@ and the end of every epoch, for a new learning rate. Adding a kind is one file h
 
     @SCHEDULES.register("step")
     class Step(Schedule):
+        planned_decay = True  # the rate falls by plan (not in answer to the validation loss)
+
         class Settings(ScheduleSettings):
             kind: Literal["step"] = "step"
             every: int = Field(10, ge=1)
